@@ -1,0 +1,81 @@
+# The front door: every target has a one-line `## help`. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+PORT ?= 8080
+export PORT
+
+include database/cluster.mk
+include loadtest/loadtest.mk
+
+.PHONY: help venv dev restart rebuild stop logs health shards migrate-make migrate-up \
+	migrate-down migrate-latest migrate-check test test-coverage lint createsuperuser bench seed
+
+help: ## List every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: apt-get install python3-venv"; exit 1; }
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	@touch $@
+
+venv: $(VENV)/.installed ## Create .venv and install the locked Python dependencies
+
+dev: venv up migrate-up ## Start everything: cluster, migrations, API on :$(PORT) with reload
+	@scripts/api.sh start --reload
+
+restart: venv ## Restart the API server
+	@scripts/api.sh restart
+
+rebuild: ## Reinstall Python dependencies and restart the API server
+	@rm -f $(VENV)/.installed
+	@$(MAKE) --no-print-directory venv
+	@scripts/api.sh restart
+
+stop: ## Stop the API server (the cluster keeps running; see `make down`)
+	@scripts/api.sh stop
+
+logs: ## Follow the API server's log
+	@tail -n 100 -F var/log/api.log
+
+health: ## Check the API's health endpoints
+	@curl -sS http://127.0.0.1:$(PORT)/health; echo
+	@curl -sS http://127.0.0.1:$(PORT)/health/ready; echo
+
+shards: ## Show shard statistics (user counts per shard)
+	@curl -sS http://127.0.0.1:$(PORT)/api/v1/shards/stats | $(PY) -m json.tool
+
+migrate-make: venv ## Create a new migration: make migrate-make NAME=add_bio [APP=users]
+	@test -n "$(NAME)" || { echo "usage: make migrate-make NAME=<name> [APP=users]"; exit 2; }
+	$(MANAGE) makemigrations $(or $(APP),users) --name $(NAME)
+
+migrate-up: venv ## Apply pending migrations on default and every shard
+	$(MANAGE) migrate_shards
+
+migrate-down: venv ## Roll back the last migration of APP (default users) on every shard
+	$(MANAGE) migrate_shards --rollback-last $(or $(APP),users)
+
+migrate-latest: venv ## Migrate every database to the latest version, then check for drift
+	$(MANAGE) migrate_shards
+	$(MANAGE) migrate_shards --check
+
+migrate-check: venv ## Report each database's migrations; fail on pending ones or drift
+	$(MANAGE) migrate_shards --check
+
+test: venv up ## Run the whole test suite against the real cluster
+	$(VENV)/bin/pytest
+
+test-coverage: venv up ## Run the tests with a coverage report
+	$(VENV)/bin/pip install -q coverage pytest-cov
+	$(VENV)/bin/pytest --cov=shards --cov=users --cov=messenger --cov-report=term-missing
+
+lint: venv ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+createsuperuser: venv ## Create an admin user (or set DJANGO_SUPERUSER_* env vars)
+	$(MANAGE) createsuperuser

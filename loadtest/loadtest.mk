@@ -1,0 +1,1 @@
+# load-test targets (see loadtest/README.md)

@@ -1,0 +1,84 @@
+"""One JSON shape for every error: {"error": message, "code": stable code, "fields": {...}}.
+
+Used by DRF's exception handler, Django's 404/500 handlers and the middleware, so a client
+sees the same shape whatever layer refused the request. No stack trace, SQL or host name
+ever reaches the body."""
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from shards.errors import ShardUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(message: str, code: str, fields: dict | None = None) -> dict:
+    body = {"error": message, "code": code}
+    if fields:
+        body["fields"] = fields
+    return body
+
+
+def error_response(
+    status_code: int, message: str, code: str, fields: dict | None = None
+) -> JsonResponse:
+    return JsonResponse(error_body(message, code, fields), status=status_code)
+
+
+def _flatten(detail) -> list[str] | dict:
+    if isinstance(detail, dict):
+        return {key: _flatten(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        flat: list = []
+        for item in detail:
+            value = _flatten(item)
+            flat.extend(value if isinstance(value, list) else [value])
+        return flat
+    return [str(detail)]
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ShardUnavailable):
+        response = Response(
+            error_body(str(exc), exc.code, {"shards": exc.shard_names}),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        if not isinstance(fields, dict):
+            fields = {"non_field_errors": fields}
+        return Response(
+            error_body("invalid input", "validation_error", fields),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    response = exception_handler(exc, context)
+    if response is None:
+        # Not an API exception: log it with its trace, answer the generic 500 shape.
+        logger.exception("unhandled error in %s", context.get("view"))
+        return Response(
+            error_body("internal server error", "internal_error"),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+    message = detail if isinstance(detail, str) else "request refused"
+    response.data = error_body(str(message), code if isinstance(code, str) else "error")
+    return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(404, "not found", "not_found")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return error_response(500, "internal server error", "internal_error")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error_response(400, "bad request", "bad_request")

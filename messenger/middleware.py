@@ -1,0 +1,56 @@
+"""Middleware of the messenger project."""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+
+from messenger.errors import error_response
+
+# Only the admin needs sessions, authentication and messages. The admin protects its own
+# forms with csrf_protect, so CSRF needs no middleware here.
+ADMIN_MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+
+class AdminOnlyMiddleware:
+    """Run the session, auth and messages middleware for /admin/ only, so the API path
+    pays for none of them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        admin_handler = get_response
+        for path in reversed(ADMIN_MIDDLEWARE):
+            admin_handler = import_string(path)(admin_handler)
+        self.admin_handler = admin_handler
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith("/admin/"):
+            return self.admin_handler(request)
+        return self.get_response(request)
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to a body larger than MAX_BODY_BYTES before anything reads it.
+
+    DRF parses JSON from the raw stream, so Django's DATA_UPLOAD_MAX_MEMORY_SIZE alone
+    would not stop a large JSON body."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return error_response(400, "invalid Content-Length header", "bad_request")
+        if length > self.limit:
+            return error_response(
+                413, f"request body larger than {self.limit} bytes", "request_too_large"
+            )
+        return self.get_response(request)

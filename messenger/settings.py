@@ -1,0 +1,182 @@
+"""Settings of the messenger project, read once from the environment.
+
+Every address is configuration: the defaults describe the local cluster started by
+`make up` (PgBouncer for shard i on 6430+i in front of a primary on 5440+i and a replica on
+5450+i); on real hosts set SHARD_<i>_URL / SHARD_<i>_REPLICA_URL and DATABASE_URL instead.
+Shards are named by their id in the variable, so the order of hosts never matters.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# dev | test | production. Outside dev and test a SECRET_KEY must be given.
+DJANGO_ENV = env.str("DJANGO_ENV", default="dev")
+DEBUG = env.bool("DEBUG", default=False)
+if DJANGO_ENV in ("dev", "test"):
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
+else:
+    SECRET_KEY = env.str("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DJANGO_ENV != "production" else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "shards",
+    "users",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "messenger.middleware.BodySizeLimitMiddleware",
+    # Sessions, CSRF, auth and messages only run for /admin/ (see messenger.middleware):
+    # the API path carries none of them.
+    "messenger.middleware.AdminOnlyMiddleware",
+]
+
+ROOT_URLCONF = "messenger.urls"
+WSGI_APPLICATION = "messenger.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases -------------------------------------------------------------------------------
+SHARDING_ENABLED = env.bool("SHARDING_ENABLED", default=True)
+# With sharding off everything lives on shard 0: same code, one database.
+SHARDING_COUNT = env.int("SHARDING_COUNT", default=5) if SHARDING_ENABLED else 1
+SHARD_DB_NAME = env.str("SHARD_DB_NAME", default="messenger")
+SHARD_DB_HOST = env.str("SHARD_DB_HOST", default="127.0.0.1")
+PGBOUNCER_BASE_PORT = env.int("PGBOUNCER_BASE_PORT", default=6430)
+DB_CONNECT_TIMEOUT = env.int("DB_CONNECT_TIMEOUT", default=3)
+# Connections each worker may hold per database alias (psycopg_pool through Django).
+DB_POOL_SIZE = env.int("DB_POOL_SIZE", default=20)
+DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=5.0)
+
+
+def _database(url: str) -> dict:
+    config = env.db_url_config(url)
+    config.update(
+        {
+            # PgBouncer in transaction mode: no server-side cursors, no session state,
+            # no named prepared statements (Django's psycopg backend disables those by default).
+            "DISABLE_SERVER_SIDE_CURSORS": True,
+            "CONN_MAX_AGE": 0,
+            "CONN_HEALTH_CHECKS": False,
+            "TIME_ZONE": None,
+            "OPTIONS": {
+                "connect_timeout": DB_CONNECT_TIMEOUT,
+                "prepare_threshold": None,
+                "pool": {
+                    "min_size": 0,
+                    "max_size": DB_POOL_SIZE,
+                    "timeout": DB_POOL_TIMEOUT,
+                    "max_idle": 60,
+                },
+            },
+        }
+    )
+    return config
+
+
+DATABASES = {
+    "default": _database(
+        env.str("DATABASE_URL", default="postgres://postgres@127.0.0.1:5439/control")
+    ),
+}
+for _i in range(SHARDING_COUNT):
+    _bouncer = f"postgres://postgres@{SHARD_DB_HOST}:{PGBOUNCER_BASE_PORT + _i}"
+    DATABASES[f"shard_{_i}"] = _database(
+        env.str(f"SHARD_{_i}_URL", default=f"{_bouncer}/{SHARD_DB_NAME}")
+    )
+    DATABASES[f"shard_{_i}_replica"] = _database(
+        env.str(f"SHARD_{_i}_REPLICA_URL", default=f"{_bouncer}/{SHARD_DB_NAME}_replica")
+    )
+    DATABASES[f"shard_{_i}"]["TEST"] = {"NAME": f"{SHARD_DB_NAME}_test"}
+    DATABASES[f"shard_{_i}_replica"]["TEST"] = {"NAME": f"{SHARD_DB_NAME}_test_replica"}
+DATABASES["default"]["TEST"] = {"NAME": "control_test"}
+
+DATABASE_ROUTERS = ["shards.router.ShardRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Replica reads: a replica lagging more than this many seconds is skipped until it recovers.
+REPLICA_MAX_LAG = env.float("REPLICA_MAX_LAG", default=5.0)
+# How often each worker refreshes its view of every primary and replica.
+REPLICA_CHECK_INTERVAL = env.float("REPLICA_CHECK_INTERVAL", default=1.0)
+# A claim on an email whose user row never appeared is taken over after this many seconds.
+EMAIL_CLAIM_TIMEOUT = env.float("EMAIL_CLAIM_TIMEOUT", default=30.0)
+# Offset pagination reads offset+limit rows from every shard: deeper pages must use the cursor.
+LIST_MAX_OFFSET = env.int("LIST_MAX_OFFSET", default=1000)
+# Seconds a client is told to wait (Retry-After) when a shard is unavailable.
+SHARD_RETRY_AFTER = env.int("SHARD_RETRY_AFTER", default=5)
+
+# Requests with a larger body are refused with 413 before they are parsed.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=64 * 1024)
+
+# --- HTTP / DRF --------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["drf_orjson_renderer.renderers.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["drf_orjson_renderer.parsers.ORJSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messenger.negotiation.JSONOnlyNegotiation",
+    "EXCEPTION_HANDLER": "messenger.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_VERSIONING_CLASS": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Messenger users API",
+    "DESCRIPTION": "Sharded users API: users spread over PostgreSQL shards by MD5 of their id.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DJANGO_ENV != "production"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="WARNING")},
+}
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]  # see AdminOnlyMiddleware

@@ -1,0 +1,121 @@
+"""Run a read or a write on one shard, on the right database, with a clear failure.
+
+Reads go to the replica when the health view says it is usable and, if the client holds a
+consistency token, has replayed the client's last write on that shard; otherwise to the
+primary. A replica that fails mid-request is reported and the read retried on the primary;
+a primary that fails is replaced by its replica when that cannot break read-your-writes.
+
+Writes run in one transaction on the primary and return the WAL position after commit.
+A connection failure before COMMIT was sent means nothing was written (ShardUnavailable);
+a failure during COMMIT means the outcome is unknown (WriteOutcomeUnknown).
+"""
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+
+from shards.consistency import lsn_to_int
+from shards.errors import ShardUnavailable, WriteOutcomeUnknown
+from shards.health import monitor
+from shards.topology import Shard
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+# Errors that mean "this database is not reachable now", as opposed to a bad statement.
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def _discard(alias: str) -> None:
+    """Drop a broken connection so the next use of the alias reconnects."""
+    try:
+        connections[alias].close()
+    except DatabaseError:
+        pass
+
+
+def replica_can_serve(shard: Shard, min_lsn: int | None) -> bool:
+    state = monitor.state(shard.id)
+    if not state.replica_ok:
+        return False
+    return min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
+
+
+def run_read(
+    shard: Shard,
+    fn: Callable[[str], T],
+    *,
+    min_lsn: int | None = None,
+    confirm_on_primary: Callable[[T], bool] | None = None,
+) -> T:
+    """fn(alias) on the replica or the primary of `shard`.
+
+    `confirm_on_primary(result)` says when a replica's answer must be checked on the
+    primary (a row missing on the replica may just not have arrived yet)."""
+    if replica_can_serve(shard, min_lsn):
+        try:
+            result = fn(shard.replica_alias)
+        except CONNECTION_ERRORS:
+            monitor.report_failure(shard.id, "replica")
+            _discard(shard.replica_alias)
+        else:
+            if confirm_on_primary is None or not confirm_on_primary(result):
+                return result
+            try:
+                return fn(shard.primary_alias)
+            except CONNECTION_ERRORS as exc:
+                monitor.report_failure(shard.id, "primary")
+                _discard(shard.primary_alias)
+                raise ShardUnavailable([shard.name]) from exc
+    try:
+        return fn(shard.primary_alias)
+    except CONNECTION_ERRORS as exc:
+        monitor.report_failure(shard.id, "primary")
+        _discard(shard.primary_alias)
+        state = monitor.state(shard.id)
+        # Fall back to the replica only if it holds what this client wrote.
+        if state.replica_reachable and (
+            min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
+        ):
+            try:
+                return fn(shard.replica_alias)
+            except CONNECTION_ERRORS:
+                monitor.report_failure(shard.id, "replica")
+                _discard(shard.replica_alias)
+        raise ShardUnavailable([shard.name]) from exc
+
+
+def current_wal_lsn(alias: str) -> int:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn()::text")
+        return lsn_to_int(cursor.fetchone()[0])
+
+
+def run_write(shard: Shard, fn: Callable[[str], T]) -> tuple[T, int | None]:
+    """(fn(alias) committed on the primary, WAL position after the commit or None)."""
+    alias = shard.primary_alias
+    body_done = False
+    try:
+        with transaction.atomic(using=alias):
+            result = fn(alias)
+            body_done = True
+    except CONNECTION_ERRORS as exc:
+        monitor.report_failure(shard.id, "primary")
+        _discard(alias)
+        if body_done:
+            raise WriteOutcomeUnknown(
+                [shard.name],
+                f"{shard.name} failed while committing: the write may have been applied;"
+                " retrying the same request is safe",
+            ) from exc
+        raise ShardUnavailable([shard.name]) from exc
+    try:
+        lsn = current_wal_lsn(alias)
+    except CONNECTION_ERRORS:
+        # Committed, but no position to hand out: reads fall back to the primary on a miss.
+        logger.warning("%s: committed but could not read the WAL position", shard.name)
+        _discard(alias)
+        lsn = None
+    return result, lsn

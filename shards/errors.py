@@ -1,0 +1,25 @@
+"""Errors of the sharding layer."""
+
+from django.conf import settings
+
+
+class ShardingError(RuntimeError):
+    """A sharded model was queried without naming its shard: a bug, never a silent read."""
+
+
+class ShardUnavailable(Exception):
+    """One or more shards could not serve the request; the API answers 503 naming them."""
+
+    code = "shard_unavailable"
+
+    def __init__(self, shard_names: list[str], message: str | None = None) -> None:
+        self.shard_names = shard_names
+        self.retry_after = settings.SHARD_RETRY_AFTER
+        super().__init__(message or f"shard unavailable: {', '.join(shard_names)}")
+
+
+class WriteOutcomeUnknown(ShardUnavailable):
+    """The connection failed after the write was sent: it may or may not have committed.
+    Retrying with the same data is safe (a create with the same email is detected)."""
+
+    code = "write_outcome_unknown"

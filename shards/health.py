@@ -1,0 +1,167 @@
+"""Health and lag of every shard's primary and replica, as this process last saw them.
+
+Each worker keeps one cheap, periodically refreshed view (REPLICA_CHECK_INTERVAL) instead of
+asking the databases on every request. Under gunicorn a background greenlet refreshes it;
+elsewhere it is refreshed on demand when older than the interval. Lag in seconds is zero
+when the replica has replayed everything the primary has written, otherwise the age of the
+last transaction it replayed: `pg_stat_replication.replay_lag` does not show a paused
+replay, comparing WAL positions does.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+
+import psycopg
+from django.conf import settings
+
+from shards.consistency import lsn_to_int
+from shards.scatter import scatter
+from shards.topology import Shard, all_shards
+
+logger = logging.getLogger(__name__)
+
+_PRIMARY_SQL = "SELECT pg_current_wal_lsn()::text"
+_REPLICA_SQL = (
+    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,"
+    " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
+)
+
+
+@dataclass(frozen=True)
+class ShardHealth:
+    shard_id: int
+    primary_ok: bool = False
+    primary_lsn: int | None = None
+    replica_reachable: bool = False
+    replica_replay_lsn: int | None = None
+    replica_lag_seconds: float | None = None
+    checked_at: float = 0.0
+
+    @property
+    def replica_ok(self) -> bool:
+        """Whether reads may go to the replica."""
+        if not self.replica_reachable:
+            return False
+        if self.replica_lag_seconds is None:
+            # The primary is down: the replica is the best copy there is.
+            return not self.primary_ok
+        return self.replica_lag_seconds <= settings.REPLICA_MAX_LAG
+
+
+def conninfo(alias: str) -> dict:
+    db = settings.DATABASES[alias]
+    return {
+        "host": db["HOST"],
+        "port": db["PORT"] or 5432,
+        "dbname": db["NAME"],
+        "user": db["USER"],
+        "password": db["PASSWORD"] or None,
+        "connect_timeout": 1,
+        "autocommit": False,
+        "prepare_threshold": None,
+    }
+
+
+class HealthMonitor:
+    def __init__(self) -> None:
+        self._states: dict[int, ShardHealth] = {}
+        self._connections: dict[str, psycopg.Connection] = {}
+        self._lock = threading.Lock()
+        self._background = False
+        self._last_refresh = 0.0
+
+    # --- probing ------------------------------------------------------------------------
+    def _query(self, alias: str, sql: str) -> tuple:
+        conn = self._connections.get(alias)
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(**conninfo(alias))
+                self._connections[alias] = conn
+            with conn.transaction():
+                conn.execute("SET LOCAL statement_timeout = 1000")
+                row = conn.execute(sql).fetchone()
+            return row
+        except Exception:
+            self._connections.pop(alias, None)
+            if conn is not None:
+                conn.close()
+            raise
+
+    def _probe(self, shard: Shard) -> ShardHealth:
+        state = ShardHealth(shard_id=shard.id, checked_at=time.monotonic())
+        try:
+            (primary_lsn,) = self._query(shard.primary_alias, _PRIMARY_SQL)
+            state = replace(state, primary_ok=True, primary_lsn=lsn_to_int(primary_lsn))
+        except Exception as exc:
+            logger.warning("%s primary unreachable: %s", shard.name, type(exc).__name__)
+        try:
+            in_recovery, replay_lsn, age = self._query(shard.replica_alias, _REPLICA_SQL)
+        except Exception as exc:
+            logger.warning("%s replica unreachable: %s", shard.name, type(exc).__name__)
+            return state
+        if not in_recovery or replay_lsn is None:
+            logger.warning("%s replica is not a streaming standby", shard.name)
+            return state
+        replay = lsn_to_int(replay_lsn)
+        if state.primary_lsn is None:
+            lag = None
+        elif replay >= state.primary_lsn:
+            lag = 0.0
+        else:
+            lag = max(age or 0.0, 0.0)
+        return replace(
+            state, replica_reachable=True, replica_replay_lsn=replay, replica_lag_seconds=lag
+        )
+
+    def refresh(self) -> dict[int, ShardHealth]:
+        """Probe every primary and replica now (in parallel under gevent)."""
+        results = scatter(all_shards(), self._probe)
+        with self._lock:
+            for shard_id, state in results.items():
+                if isinstance(state, ShardHealth):
+                    self._states[shard_id] = state
+            self._last_refresh = time.monotonic()
+        return dict(self._states)
+
+    # --- reading --------------------------------------------------------------------------
+    def state(self, shard_id: int) -> ShardHealth:
+        if not self._background and (
+            time.monotonic() - self._last_refresh > settings.REPLICA_CHECK_INTERVAL
+        ):
+            self.refresh()
+        return self._states.get(shard_id) or ShardHealth(shard_id=shard_id)
+
+    def states(self) -> list[ShardHealth]:
+        return [self.state(shard.id) for shard in all_shards()]
+
+    def report_failure(self, shard_id: int, role: str) -> None:
+        """A request saw this database fail: stop using it until the next probe says
+        otherwise, so other requests don't wait on it too."""
+        with self._lock:
+            state = self._states.get(shard_id) or ShardHealth(shard_id=shard_id)
+            if role == "replica":
+                self._states[shard_id] = replace(state, replica_reachable=False)
+            else:
+                self._states[shard_id] = replace(state, primary_ok=False)
+
+    def start_background(self) -> None:
+        """Refresh forever in a greenlet of this worker (called from gunicorn's hooks)."""
+        import gevent
+
+        self._background = True
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.refresh()
+                except Exception:
+                    logger.exception("health refresh failed")
+                gevent.sleep(settings.REPLICA_CHECK_INTERVAL)
+
+        self.refresh()
+        gevent.spawn(loop)
+
+
+monitor = HealthMonitor()

@@ -1,0 +1,157 @@
+"""Migrate `default` and every shard primary, in parallel, one line per database.
+
+Re-running after a failure is safe (each database records what it applied). A target
+(`migrate_shards users 0001`) migrates forwards or backwards to it on every shard.
+`--check` applies nothing: it lists what each database has applied and fails when any
+database has pending migrations or differs from the others (drift)."""
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+from django.apps import apps
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections, router
+from django.db.migrations.executor import MigrationExecutor
+
+from shards.topology import all_shards
+
+
+def _app_allowed(alias: str, app_label: str) -> bool:
+    return bool(router.allow_migrate(alias, app_label))
+
+
+class Command(BaseCommand):
+    help = "Apply migrations to the default database and to every shard primary."
+
+    def add_arguments(self, parser):
+        parser.add_argument("app_label", nargs="?", help="Only this app.")
+        parser.add_argument("migration_name", nargs="?", help="Target migration ('zero' too).")
+        parser.add_argument("--shard", type=int, help="Only this shard (and not default).")
+        parser.add_argument("--check", action="store_true", help="Report and fail on drift.")
+        parser.add_argument(
+            "--rollback-last",
+            metavar="APP",
+            help="Roll APP back by one migration (to the parent of its latest) everywhere.",
+        )
+
+    def _aliases(self, shard: int | None, app_label: str | None) -> list[str]:
+        if shard is not None:
+            if not 0 <= shard < len(all_shards()):
+                raise CommandError(f"no shard {shard}: there are {len(all_shards())}")
+            aliases = [all_shards()[shard].primary_alias]
+        else:
+            aliases = ["default"] + [s.primary_alias for s in all_shards()]
+        if app_label:
+            aliases = [a for a in aliases if _app_allowed(a, app_label)]
+        return aliases
+
+    def _migrate(self, alias: str, app_label: str | None, target: str | None) -> tuple[bool, str]:
+        args = [a for a in (app_label, target) if a]
+        out = io.StringIO()
+        try:
+            call_command(
+                "migrate", *args, database=alias, interactive=False, verbosity=1, stdout=out
+            )
+        except Exception as exc:  # one failing shard must not stop the others
+            return False, f"FAILED: {type(exc).__name__}: {exc}"
+        finally:
+            connections[alias].close()
+        changes = []
+        for line in out.getvalue().splitlines():
+            verb, _, rest = line.strip().partition(" ")
+            name = rest.removesuffix("... OK").strip()
+            if verb in ("Applying", "Unapplying") and _app_allowed(alias, name.split(".")[0]):
+                changes.append(f"{'applied' if verb == 'Applying' else 'rolled back'} {name}")
+        return True, ", ".join(changes) or "up to date"
+
+    def _state(self, alias: str) -> tuple[set[tuple[str, str]], list[str]]:
+        connection = connections[alias]
+        try:
+            executor = MigrationExecutor(connection)
+            applied = {
+                key
+                for key in executor.recorder.applied_migrations()
+                if apps.is_installed(key[0]) or key[0] in executor.loader.migrated_apps
+            }
+            applied = {key for key in applied if _app_allowed(alias, key[0])}
+            targets = [
+                key for key in executor.loader.graph.leaf_nodes() if _app_allowed(alias, key[0])
+            ]
+            pending = [
+                f"{m.app_label}.{m.name}"
+                for m, backwards in executor.migration_plan(targets)
+                if not backwards
+            ]
+            return applied, pending
+        finally:
+            connection.close()
+
+    def _previous(self, app_label: str) -> str:
+        """The migration before APP's latest on disk ('zero' if it is the first)."""
+        loader = MigrationExecutor(connections["default"]).loader
+        leaves = [name for app, name in loader.graph.leaf_nodes() if app == app_label]
+        if not leaves:
+            raise CommandError(f"app {app_label!r} has no migrations")
+        parents = [
+            name for app, name in loader.graph.node_map[(app_label, leaves[0])].parents
+            if app == app_label
+        ]
+        return parents[0] if parents else "zero"
+
+    def handle(
+        self,
+        *args,
+        app_label=None,
+        migration_name=None,
+        shard=None,
+        check=False,
+        rollback_last=None,
+        **kw,
+    ):
+        if rollback_last:
+            app_label, migration_name = rollback_last, self._previous(rollback_last)
+        aliases = self._aliases(shard, app_label)
+        if check:
+            return self._check(aliases)
+        with ThreadPoolExecutor(max_workers=len(aliases)) as pool:
+            results = dict(
+                zip(
+                    aliases,
+                    pool.map(lambda a: self._migrate(a, app_label, migration_name), aliases),
+                    strict=True,
+                )
+            )
+        for alias in aliases:
+            ok, message = results[alias]
+            style = self.style.SUCCESS if ok else self.style.ERROR
+            self.stdout.write(style(f"{alias:>10}: {message}"))
+        failed = [alias for alias, (ok, _) in results.items() if not ok]
+        if failed:
+            raise CommandError(f"migrations failed on: {', '.join(failed)}")
+
+    def _check(self, aliases: list[str]) -> None:
+        problems = []
+        shard_states = {}
+        for alias in aliases:
+            try:
+                applied, pending = self._state(alias)
+            except Exception as exc:
+                problems.append(alias)
+                self.stdout.write(self.style.ERROR(f"{alias:>10}: unreachable ({type(exc).__name__})"))
+                continue
+            names = sorted(f"{a}.{n}" for a, n in applied)
+            line = f"{alias:>10}: {len(names)} applied"
+            if pending:
+                problems.append(alias)
+                line += f", PENDING {', '.join(pending)}"
+            self.stdout.write(line)
+            if alias != "default":
+                shard_states[alias] = frozenset(names)
+        if len(set(shard_states.values())) > 1:
+            problems.append("drift between shards")
+            for alias, names in shard_states.items():
+                self.stdout.write(f"  {alias}: {', '.join(sorted(names))}")
+        if problems:
+            raise CommandError(f"migration check failed: {', '.join(problems)}")
+        self.stdout.write(self.style.SUCCESS("all databases up to date and identical"))

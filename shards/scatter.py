@@ -1,0 +1,49 @@
+"""Run one function on many shards at once and collect each shard's answer or error.
+
+Under gunicorn's gevent worker the calls run in parallel greenlets; elsewhere (tests,
+management commands) they run one after another with the same results. Each greenlet has
+its own Django connections (greenlets have their own context), so they are handed back to
+the pool when the greenlet ends instead of leaking until garbage collection.
+"""
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from django.db import connections
+
+from shards.topology import Shard
+
+T = TypeVar("T")
+
+
+def _gevent_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("socket"))
+
+
+def _call(fn: Callable[[Shard], T], shard: Shard) -> T | BaseException:
+    try:
+        return fn(shard)
+    except Exception as exc:  # the caller decides what a failed shard means
+        return exc
+
+
+def _call_in_greenlet(fn: Callable[[Shard], T], shard: Shard) -> T | BaseException:
+    try:
+        return _call(fn, shard)
+    finally:
+        for conn in connections.all(initialized_only=True):
+            conn.close()
+
+
+def scatter(shards: Iterable[Shard], fn: Callable[[Shard], T]) -> dict[int, T | BaseException]:
+    """{shard id: fn(shard) or the exception it raised}."""
+    shards = list(shards)
+    if len(shards) > 1 and _gevent_patched():
+        import gevent
+
+        greenlets = [gevent.spawn(_call_in_greenlet, fn, shard) for shard in shards]
+        gevent.joinall(greenlets)
+        return {shard.id: g.value for shard, g in zip(shards, greenlets, strict=True)}
+    return {shard.id: _call(fn, shard) for shard in shards}

@@ -1,0 +1,53 @@
+"""The shards this process knows, turned from settings into plain objects once."""
+
+import uuid
+from dataclasses import dataclass
+from functools import cache
+
+from django.conf import settings
+
+from shards import routing
+
+
+@dataclass(frozen=True)
+class Shard:
+    id: int
+    primary_alias: str
+    replica_alias: str
+
+    @property
+    def name(self) -> str:
+        return f"shard-{self.id}"
+
+
+@cache
+def all_shards() -> tuple[Shard, ...]:
+    return tuple(
+        Shard(id=i, primary_alias=f"shard_{i}", replica_alias=f"shard_{i}_replica")
+        for i in range(settings.SHARDING_COUNT)
+    )
+
+
+def shard_count() -> int:
+    return settings.SHARDING_COUNT
+
+
+def shard_by_id(shard_id: int) -> Shard:
+    return all_shards()[shard_id]
+
+
+def shard_for_user_id(user_id: str | uuid.UUID) -> Shard:
+    """Raises ValueError when `user_id` is not a UUID."""
+    return all_shards()[routing.shard_for_user_id(user_id, settings.SHARDING_COUNT)]
+
+
+def shard_for_email(email: str) -> Shard:
+    return all_shards()[routing.shard_for_email(email, settings.SHARDING_COUNT)]
+
+
+def is_shard_alias(alias: str) -> bool:
+    return alias.startswith("shard_")
+
+
+def primary_aliases() -> list[str]:
+    return [shard.primary_alias for shard in all_shards()]

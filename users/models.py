@@ -1,0 +1,48 @@
+"""Tables of the users app. They live on every shard and never on `default`; each query
+names its shard (see shards.router)."""
+
+from django.db import models
+
+
+class User(models.Model):
+    id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=255)
+    email = models.CharField(max_length=254)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "users"
+        indexes = [
+            # Keyset pagination walks (created_at, id) newest first.
+            models.Index(fields=["-created_at", "-id"], name="users_created_at_id_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+class EmailLookup(models.Model):
+    """email (lower-cased) -> user id, on the shard the email hashes to. See
+    users.email_lookup for the protocol."""
+
+    email = models.CharField(primary_key=True, max_length=254)
+    user_id = models.UUIDField()
+    confirmed = models.BooleanField(default=False)
+    claimed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "email_lookup"
+        indexes = [models.Index(fields=["user_id"], name="email_lookup_user_id_idx")]
+
+
+class UserCount(models.Model):
+    """Row count of `users` on this shard, kept exact by statement triggers (see the
+    migration) in 16 buckets so concurrent inserts do not queue on one row; stats sum the
+    buckets instead of scanning the table."""
+
+    bucket = models.SmallIntegerField(primary_key=True)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "user_counts"

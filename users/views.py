@@ -1,0 +1,143 @@
+"""HTTP layer of the users API: parse the request, call a service or selector, answer."""
+
+import uuid
+
+from django.conf import settings
+from rest_framework import status, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from messenger.errors import error_body
+from shards.consistency import TOKEN_HEADER, InvalidToken, Positions, decode_token, encode_token, merge
+from users import selectors, services
+from users.email_lookup import EmailTaken
+from users.pagination import Cursor, InvalidCursor
+from users.serializers import ListQuerySerializer, UserInputSerializer, user_representation
+
+
+def _positions(request: Request) -> Positions:
+    try:
+        return decode_token(request.headers.get(TOKEN_HEADER))
+    except InvalidToken as exc:
+        raise ValidationError({TOKEN_HEADER: [str(exc)]}) from exc
+
+
+def _user_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError as exc:
+        # A malformed id names no user: 404, like any other id that does not exist.
+        raise NotFound("user not found") from exc
+
+
+def _with_token(response: Response, request: Request, positions: Positions) -> Response:
+    token = merge(_positions(request), positions)
+    if token:
+        response[TOKEN_HEADER] = encode_token(token)
+    return response
+
+
+def _conflict(exc: EmailTaken) -> Response:
+    if exc.pending:
+        response = Response(
+            error_body(
+                "a user with this email is being created; retry shortly",
+                "email_pending",
+                {"email": ["A user with this email is being created."]},
+            ),
+            status=status.HTTP_409_CONFLICT,
+        )
+        response["Retry-After"] = str(int(settings.EMAIL_CLAIM_TIMEOUT))
+        return response
+    return Response(
+        error_body(
+            "a user with this email already exists",
+            "email_taken",
+            {"email": ["A user with this email already exists."]},
+        ),
+        status=status.HTTP_409_CONFLICT,
+    )
+
+
+class UserViewSet(viewsets.ViewSet):
+    lookup_value_regex = "[^/]+"
+
+    def list(self, request: Request) -> Response:
+        query = ListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        positions = _positions(request)
+        if "email" in params:
+            user = selectors.find_user_by_email(email=params["email"], positions=positions)
+            results = [user_representation(user)] if user else []
+            return Response({"results": results, "next": None})
+        if params["offset"] > settings.LIST_MAX_OFFSET:
+            raise ValidationError(
+                {"offset": [f"offset above {settings.LIST_MAX_OFFSET}: follow the `next` cursor."]}
+            )
+        after = None
+        if "cursor" in params:
+            if params["offset"]:
+                raise ValidationError({"offset": ["Use either cursor or offset, not both."]})
+            try:
+                after = Cursor.decode(params["cursor"])
+            except InvalidCursor as exc:
+                raise ValidationError({"cursor": [str(exc)]}) from exc
+        page = selectors.list_users(
+            limit=params["limit"],
+            after=after,
+            offset=params["offset"],
+            allow_partial=params["partial"],
+            positions=positions,
+        )
+        next_url = None
+        if page.next_cursor is not None:
+            next_url = request.build_absolute_uri(
+                f"{request.path}?cursor={page.next_cursor.encode()}&limit={params['limit']}"
+                + ("&partial=true" if params["partial"] else "")
+            )
+        body = {"results": [user_representation(u) for u in page.results], "next": next_url}
+        if params["partial"]:
+            body["partial"] = bool(page.missing_shards)
+            body["missing_shards"] = page.missing_shards
+        return Response(body)
+
+    def create(self, request: Request) -> Response:
+        data = UserInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            user, positions = services.create_user(**data.validated_data)
+        except EmailTaken as exc:
+            return _conflict(exc)
+        response = Response(user_representation(user), status=status.HTTP_201_CREATED)
+        response["Location"] = f"/api/v1/users/{user.id}"
+        return _with_token(response, request, positions)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        user = selectors.get_user(user_id=_user_id(pk), positions=_positions(request))
+        if user is None:
+            raise NotFound("user not found")
+        return Response(user_representation(user))
+
+    def update(self, request: Request, pk: str) -> Response:
+        # PUT changes only the fields given, like PATCH (the seed's documented behaviour).
+        user_id = _user_id(pk)
+        data = UserInputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        try:
+            user, positions = services.update_user(user_id=user_id, **data.validated_data)
+        except services.UserNotFound as exc:
+            raise NotFound("user not found") from exc
+        except EmailTaken as exc:
+            return _conflict(exc)
+        return _with_token(Response(user_representation(user)), request, positions)
+
+    partial_update = update
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        try:
+            positions = services.delete_user(user_id=_user_id(pk))
+        except services.UserNotFound as exc:
+            raise NotFound("user not found") from exc
+        return _with_token(Response(status=status.HTTP_204_NO_CONTENT), request, positions)
