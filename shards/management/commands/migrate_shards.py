@@ -124,8 +124,9 @@ class Command(BaseCommand):
             )
         for alias in aliases:
             ok, message = results[alias]
-            style = self.style.SUCCESS if ok else self.style.ERROR
-            self.stdout.write(style(f"{alias:>10}: {message}"))
+            if kw.get("verbosity", 1) > 0 or not ok:
+                style = self.style.SUCCESS if ok else self.style.ERROR
+                self.stdout.write(style(f"{alias:>10}: {message}"))
         failed = [alias for alias, (ok, _) in results.items() if not ok]
         if failed:
             raise CommandError(f"migrations failed on: {', '.join(failed)}")

@@ -1,0 +1,144 @@
+"""Business rules of user operations, called without HTTP, on the real shards."""
+
+import threading
+import uuid
+
+import pytest
+from django.db import connections
+
+from shards.topology import all_shards, shard_for_email, shard_for_user_id
+from users import email_lookup, services
+from users.email_lookup import EmailTaken
+
+pytestmark = pytest.mark.cluster
+
+
+def _shards_holding(user_id: uuid.UUID) -> list[int]:
+    holding = []
+    for shard in all_shards():
+        with connections[shard.primary_alias].cursor() as cursor:
+            cursor.execute("SELECT 1 FROM users WHERE id = %s", [user_id])
+            if cursor.fetchone():
+                holding.append(shard.id)
+    return holding
+
+
+def _claim(email: str) -> tuple | None:
+    with connections[shard_for_email(email).primary_alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT user_id, confirmed FROM email_lookup WHERE email = %s", [email.lower()]
+        )
+        return cursor.fetchone()
+
+
+def test_a_created_user_lives_on_the_shard_its_id_hashes_to_and_nowhere_else(shards_db):
+    for n in range(10):
+        user, positions = services.create_user(name=f"U {n}", email=f"u{n}@example.com")
+        assert _shards_holding(user.id) == [shard_for_user_id(user.id).id]
+        assert shard_for_user_id(user.id).id in positions
+
+
+def test_create_confirms_an_email_claim_on_the_emails_shard(shards_db):
+    user, _ = services.create_user(name="Ann", email="Ann@Example.com")
+    assert _claim("ann@example.com") == (user.id, True)
+
+
+def test_the_same_email_in_another_case_is_refused_across_shards(shards_db):
+    first, _ = services.create_user(name="A", email="same@example.com")
+    with pytest.raises(EmailTaken):
+        services.create_user(name="B", email="SAME@example.COM")
+    # Whatever shard the second id would have used, it holds no user.
+    counts = 0
+    for shard in all_shards():
+        with connections[shard.primary_alias].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM users")
+            counts += cursor.fetchone()[0]
+    assert counts == 1
+
+
+def test_two_concurrent_creates_with_one_email_give_exactly_one_user(shards_db):
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def create(n: int) -> None:
+        barrier.wait()
+        try:
+            services.create_user(name=f"Racer {n}", email="race@example.com")
+            outcomes.append("created")
+        except EmailTaken:
+            outcomes.append("taken")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["created"] + ["taken"] * 7
+
+
+def test_a_claim_left_by_a_crashed_create_does_not_lock_the_email_forever(shards_db, settings):
+    ghost = uuid.uuid4()
+    email_lookup.claim("ghost@example.com", ghost)  # the create died before its user row
+    with pytest.raises(EmailTaken) as young:
+        services.create_user(name="Too soon", email="ghost@example.com")
+    assert young.value.pending
+    with connections[shard_for_email("ghost@example.com").primary_alias].cursor() as cursor:
+        cursor.execute(
+            "UPDATE email_lookup SET claimed_at = now() - interval '1 hour' WHERE email = %s",
+            ["ghost@example.com"],
+        )
+    user, _ = services.create_user(name="Later", email="ghost@example.com")
+    assert _claim("ghost@example.com") == (user.id, True)
+
+
+def test_a_confirmed_claim_whose_user_is_gone_is_taken_over(shards_db):
+    user, _ = services.create_user(name="Gone", email="gone@example.com")
+    shard = shard_for_user_id(user.id)
+    with connections[shard.primary_alias].cursor() as cursor:
+        cursor.execute("DELETE FROM users WHERE id = %s", [user.id])  # lookup not cleaned
+    again, _ = services.create_user(name="Again", email="gone@example.com")
+    assert _claim("gone@example.com") == (again.id, True)
+
+
+def test_changing_the_email_moves_the_claim_and_frees_the_old_email(shards_db):
+    user, _ = services.create_user(name="Mover", email="old@example.com")
+    updated, _ = services.update_user(user_id=user.id, email="new@example.com")
+    assert updated.email == "new@example.com"
+    assert _claim("old@example.com") is None
+    assert _claim("new@example.com") == (user.id, True)
+    other, _ = services.create_user(name="Reuser", email="old@example.com")
+    assert other.id != user.id
+
+
+def test_changing_the_email_to_a_taken_one_changes_nothing(shards_db):
+    a, _ = services.create_user(name="A", email="a@example.com")
+    services.create_user(name="B", email="b@example.com")
+    with pytest.raises(EmailTaken):
+        services.update_user(user_id=a.id, name="A2", email="B@example.com")
+    with connections[shard_for_user_id(a.id).primary_alias].cursor() as cursor:
+        cursor.execute("SELECT name, email FROM users WHERE id = %s", [a.id])
+        assert cursor.fetchone() == ("A", "a@example.com")
+
+
+def test_update_changes_only_the_given_fields_and_moves_updated_at(shards_db):
+    user, _ = services.create_user(name="Name", email="keep@example.com")
+    updated, _ = services.update_user(user_id=user.id, name="New name")
+    assert (updated.name, updated.email) == ("New name", "keep@example.com")
+    assert updated.updated_at > user.updated_at
+    assert updated.created_at == user.created_at
+
+
+def test_updating_or_deleting_a_missing_user_says_not_found(shards_db):
+    with pytest.raises(services.UserNotFound):
+        services.update_user(user_id=uuid.uuid4(), name="x")
+    with pytest.raises(services.UserNotFound):
+        services.delete_user(user_id=uuid.uuid4())
+
+
+def test_delete_removes_the_row_and_releases_the_email(shards_db):
+    user, _ = services.create_user(name="Bye", email="bye@example.com")
+    services.delete_user(user_id=user.id)
+    assert _shards_holding(user.id) == []
+    assert _claim("bye@example.com") is None
