@@ -12,7 +12,7 @@ export PORT
 include database/cluster.mk
 include loadtest/loadtest.mk
 
-.PHONY: help venv dev restart rebuild stop logs health shards migrate-make migrate-up \
+.PHONY: help system venv dev restart rebuild stop logs health shards migrate-make migrate-up \
 	migrate-down migrate-latest migrate-check test test-coverage lint createsuperuser bench seed
 
 help: ## List every target
@@ -23,9 +23,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
 	@touch $@
 
+system: ## Install missing Debian packages (postgresql, pgbouncer, wrk, chromium, curl)
+	@scripts/install-system.sh
+
 venv: $(VENV)/.installed ## Create .venv and install the locked Python dependencies
 
-dev: venv up migrate-up ## Start everything: cluster, migrations, API on :$(PORT) with reload
+dev: system venv up migrate-up ## Start everything: cluster, migrations, API on :$(PORT) with reload
 	@scripts/api.sh start --reload
 
 restart: venv ## Restart the API server
@@ -66,7 +69,7 @@ migrate-latest: venv ## Migrate every database to the latest version, then check
 migrate-check: venv ## Report each database's migrations; fail on pending ones or drift
 	$(MANAGE) migrate_shards --check
 
-test: venv up ## Run the whole test suite against the real cluster
+test: system venv up ## Run the whole test suite against the real cluster
 	$(VENV)/bin/pytest
 
 test-coverage: venv up ## Run the tests with a coverage report

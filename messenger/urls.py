@@ -1,6 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.negotiation import DefaultContentNegotiation
 
+from messenger.schema import SCHEMA_SETTINGS
+from shards import admin as shard_admin
 from shards import views as shard_views
 
 urlpatterns = [
@@ -8,6 +12,22 @@ urlpatterns = [
     path("health/ready", shard_views.health_ready, name="health-ready"),
     path("api/v1/", include("users.urls")),
     path("api/v1/shards/stats", shard_views.ShardStatsView.as_view(), name="shard-stats"),
+    # The schema view negotiates (YAML by default, JSON with ?format=json or Accept), unlike
+    # the API itself, which only speaks JSON.
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(
+            custom_settings=SCHEMA_SETTINGS, content_negotiation_class=DefaultContentNegotiation
+        ),
+        name="schema",
+    ),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Before admin.site.urls, whose catch-all would answer it otherwise.
+    path(
+        "admin/shards/",
+        admin.site.admin_view(shard_admin.shard_overview),
+        name="admin-shard-overview",
+    ),
     path("admin/", admin.site.urls),
 ]
 

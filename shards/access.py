@@ -8,8 +8,12 @@ a primary that fails is replaced by its replica when that cannot break read-your
 Writes run in one transaction on the primary and return the WAL position after commit.
 A connection failure before COMMIT was sent means nothing was written (ShardUnavailable);
 a failure during COMMIT means the outcome is unknown (WriteOutcomeUnknown).
+
+A database the health view knows to be down is not tried at all, so its shard fails in
+microseconds instead of making every request wait for a connection timeout.
 """
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,12 +32,38 @@ T = TypeVar("T")
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
-def _discard(alias: str) -> None:
-    """Drop a broken connection so the next use of the alias reconnects."""
-    try:
+class KnownDown(OperationalError):
+    """The health view says the database is down: not even tried."""
+
+
+def _close(alias: str) -> None:
+    with contextlib.suppress(DatabaseError):
         connections[alias].close()
-    except DatabaseError:
-        pass
+
+
+def _attempt(alias: str, fn: Callable[[str], T]) -> T:
+    """fn(alias); after a connection error, once more on a fresh pool if the database
+    answers a direct probe (the pool held connections that died in a restart), else the
+    database is reported down and the error raised.
+
+    Only for work that changes nothing when it fails: a read, or a transaction that did
+    not reach COMMIT."""
+    if not monitor.is_up(alias):
+        raise KnownDown(f"{alias} is down")
+    try:
+        return fn(alias)
+    except CONNECTION_ERRORS:
+        _close(alias)
+        monitor.reset_pool(alias)
+        if not monitor.probe(alias):
+            monitor.report_down(alias)
+            raise
+    try:
+        return fn(alias)
+    except CONNECTION_ERRORS:
+        _close(alias)
+        monitor.report_down(alias)
+        raise
 
 
 def replica_can_serve(shard: Shard, min_lsn: int | None) -> bool:
@@ -56,34 +86,28 @@ def run_read(
     primary (a row missing on the replica may just not have arrived yet)."""
     if replica_can_serve(shard, min_lsn):
         try:
-            result = fn(shard.replica_alias)
+            result = _attempt(shard.replica_alias, fn)
         except CONNECTION_ERRORS:
-            monitor.report_failure(shard.id, "replica")
-            _discard(shard.replica_alias)
+            pass  # the primary answers instead
         else:
             if confirm_on_primary is None or not confirm_on_primary(result):
                 return result
             try:
-                return fn(shard.primary_alias)
+                return _attempt(shard.primary_alias, fn)
             except CONNECTION_ERRORS as exc:
-                monitor.report_failure(shard.id, "primary")
-                _discard(shard.primary_alias)
                 raise ShardUnavailable([shard.name]) from exc
     try:
-        return fn(shard.primary_alias)
+        return _attempt(shard.primary_alias, fn)
     except CONNECTION_ERRORS as exc:
-        monitor.report_failure(shard.id, "primary")
-        _discard(shard.primary_alias)
         state = monitor.state(shard.id)
         # Fall back to the replica only if it holds what this client wrote.
         if state.replica_reachable and (
             min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
         ):
             try:
-                return fn(shard.replica_alias)
+                return _attempt(shard.replica_alias, fn)
             except CONNECTION_ERRORS:
-                monitor.report_failure(shard.id, "replica")
-                _discard(shard.replica_alias)
+                pass
         raise ShardUnavailable([shard.name]) from exc
 
 
@@ -95,15 +119,27 @@ def current_wal_lsn(alias: str) -> int:
 
 def run_write(shard: Shard, fn: Callable[[str], T]) -> tuple[T, int | None]:
     """(fn(alias) committed on the primary, WAL position after the commit or None)."""
-    alias = shard.primary_alias
     body_done = False
-    try:
+
+    def in_transaction(alias: str) -> T:
+        nonlocal body_done
+        if body_done:
+            # COMMIT was under way when the connection died: never run the body twice.
+            raise WriteOutcomeUnknown([shard.name])
         with transaction.atomic(using=alias):
             result = fn(alias)
             body_done = True
+        return result
+
+    try:
+        result = _attempt(shard.primary_alias, in_transaction)
+    except WriteOutcomeUnknown as exc:
+        raise WriteOutcomeUnknown(
+            [shard.name],
+            f"{shard.name} failed while committing: the write may have been applied;"
+            " retrying the same request is safe",
+        ) from exc
     except CONNECTION_ERRORS as exc:
-        monitor.report_failure(shard.id, "primary")
-        _discard(alias)
         if body_done:
             raise WriteOutcomeUnknown(
                 [shard.name],
@@ -112,10 +148,10 @@ def run_write(shard: Shard, fn: Callable[[str], T]) -> tuple[T, int | None]:
             ) from exc
         raise ShardUnavailable([shard.name]) from exc
     try:
-        lsn = current_wal_lsn(alias)
+        lsn = current_wal_lsn(shard.primary_alias)
     except CONNECTION_ERRORS:
         # Committed, but no position to hand out: reads fall back to the primary on a miss.
         logger.warning("%s: committed but could not read the WAL position", shard.name)
-        _discard(alias)
+        _close(shard.primary_alias)
         lsn = None
     return result, lsn

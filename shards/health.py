@@ -8,7 +8,9 @@ last transaction it replayed: `pg_stat_replication.replay_lag` does not show a p
 replay, comparing WAL positions does.
 """
 
+import contextlib
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -64,10 +66,38 @@ def conninfo(alias: str) -> dict:
     }
 
 
+PROBE_TIMEOUT = 1.5
+
+
+def _time_limit(seconds: float):
+    """A client-side limit under gevent: PgBouncer may hold a client up to its
+    query_wait_timeout when a server has just died, longer than a probe may take."""
+    if "gevent" in sys.modules and sys.modules["gevent.monkey"].is_module_patched("socket"):
+        import gevent
+
+        return gevent.Timeout(seconds, TimeoutError)
+    return contextlib.nullcontext()
+
+
+def reset_pool(alias: str) -> None:
+    """Replace the alias's connection pool with a fresh one on next use.
+
+    After a restart every idle connection in the pool is dead, and psycopg_pool retries
+    failed connects with a growing backoff while callers wait: a fresh pool has neither.
+    The old pool is detached first, then closed aside, so no request picks it up while
+    it closes."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    pool = DatabaseWrapper._connection_pools.pop(alias, None)
+    if pool is not None:
+        threading.Thread(target=pool.close, kwargs={"timeout": 1.0}, daemon=True).start()
+
+
 class HealthMonitor:
     def __init__(self) -> None:
         self._states: dict[int, ShardHealth] = {}
         self._connections: dict[str, psycopg.Connection] = {}
+        self._down: set[str] = set()
         self._lock = threading.Lock()
         self._background = False
         self._last_refresh = 0.0
@@ -76,18 +106,29 @@ class HealthMonitor:
     def _query(self, alias: str, sql: str) -> tuple:
         conn = self._connections.get(alias)
         try:
-            if conn is None or conn.closed:
-                conn = psycopg.connect(**conninfo(alias))
-                self._connections[alias] = conn
-            with conn.transaction():
-                conn.execute("SET LOCAL statement_timeout = 1000")
-                row = conn.execute(sql).fetchone()
+            with _time_limit(PROBE_TIMEOUT):
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(**conninfo(alias))
+                    self._connections[alias] = conn
+                with conn.transaction():
+                    conn.execute("SET LOCAL statement_timeout = 1000")
+                    row = conn.execute(sql).fetchone()
             return row
         except Exception:
             self._connections.pop(alias, None)
             if conn is not None:
                 conn.close()
             raise
+
+    def _mark(self, alias: str, up: bool) -> None:
+        with self._lock:
+            was_down = alias in self._down
+            if up:
+                self._down.discard(alias)
+            else:
+                self._down.add(alias)
+        if up and was_down:
+            reset_pool(alias)
 
     def _probe(self, shard: Shard) -> ShardHealth:
         state = ShardHealth(shard_id=shard.id, checked_at=time.monotonic())
@@ -96,14 +137,18 @@ class HealthMonitor:
             state = replace(state, primary_ok=True, primary_lsn=lsn_to_int(primary_lsn))
         except Exception as exc:
             logger.warning("%s primary unreachable: %s", shard.name, type(exc).__name__)
+        self._mark(shard.primary_alias, state.primary_ok)
         try:
             in_recovery, replay_lsn, age = self._query(shard.replica_alias, _REPLICA_SQL)
         except Exception as exc:
             logger.warning("%s replica unreachable: %s", shard.name, type(exc).__name__)
+            self._mark(shard.replica_alias, False)
             return state
         if not in_recovery or replay_lsn is None:
             logger.warning("%s replica is not a streaming standby", shard.name)
+            self._mark(shard.replica_alias, False)
             return state
+        self._mark(shard.replica_alias, True)
         replay = lsn_to_int(replay_lsn)
         if state.primary_lsn is None:
             lag = None
@@ -136,15 +181,31 @@ class HealthMonitor:
     def states(self) -> list[ShardHealth]:
         return [self.state(shard.id) for shard in all_shards()]
 
-    def report_failure(self, shard_id: int, role: str) -> None:
-        """A request saw this database fail: stop using it until the next probe says
-        otherwise, so other requests don't wait on it too."""
+    def is_up(self, alias: str) -> bool:
+        return alias not in self._down
+
+    def probe(self, alias: str) -> bool:
+        """Whether the database answers a fresh connection right now (bounded in time)."""
+        try:
+            with _time_limit(PROBE_TIMEOUT), psycopg.connect(**conninfo(alias)) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def report_down(self, alias: str) -> None:
+        """A request saw this database fail: stop using it until a probe says otherwise,
+        so other requests don't wait on it too."""
+        shard_id = int(alias.split("_")[1])
+        self._mark(alias, False)
         with self._lock:
             state = self._states.get(shard_id) or ShardHealth(shard_id=shard_id)
-            if role == "replica":
+            if alias.endswith("_replica"):
                 self._states[shard_id] = replace(state, replica_reachable=False)
             else:
                 self._states[shard_id] = replace(state, primary_ok=False)
+
+    reset_pool = staticmethod(reset_pool)
 
     def start_background(self) -> None:
         """Refresh forever in a greenlet of this worker (called from gunicorn's hooks)."""

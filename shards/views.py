@@ -3,10 +3,12 @@
 from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from messenger.schema import STATS_EXAMPLE, ShardStatsSerializer
 from shards.access import run_read
 from shards.health import monitor
 from shards.scatter import scatter
@@ -62,6 +64,18 @@ class ShardStatsView(APIView):
     """Users per shard from trigger-maintained counters (exact, no table scan), read from
     each shard's replica when it is usable, in parallel, ordered by shard id."""
 
+    @extend_schema(
+        operation_id="shards_stats",
+        tags=["shards"],
+        summary="Users per shard",
+        responses={
+            200: OpenApiResponse(
+                ShardStatsSerializer,
+                description="Every shard's user count, in shard id order.",
+                examples=[STATS_EXAMPLE],
+            )
+        },
+    )
     def get(self, request: Request) -> Response:
         counts = scatter(all_shards(), _user_count)
         shards = []

@@ -35,6 +35,9 @@ class EmailLookup(models.Model):
         db_table = "email_lookup"
         indexes = [models.Index(fields=["user_id"], name="email_lookup_user_id_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.email} -> {self.user_id}"
+
 
 class UserCount(models.Model):
     """Row count of `users` on this shard, kept exact by statement triggers (see the
@@ -46,3 +49,6 @@ class UserCount(models.Model):
 
     class Meta:
         db_table = "user_counts"
+
+    def __str__(self) -> str:
+        return f"bucket {self.bucket}: {self.n}"

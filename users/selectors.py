@@ -102,7 +102,9 @@ def list_users(
     `allow_partial`, in which case the page names the missing shards."""
     wanted = offset + limit + 1  # one more than needed tells whether a next page exists
     answers = scatter(all_shards(), lambda shard: _shard_page(shard, after, wanted, positions))
-    missing = sorted(shard_by_id(i).name for i, rows in answers.items() if isinstance(rows, Exception))
+    missing = sorted(
+        shard_by_id(i).name for i, rows in answers.items() if isinstance(rows, Exception)
+    )
     for rows in answers.values():
         if isinstance(rows, Exception) and not isinstance(rows, ShardUnavailable):
             raise rows

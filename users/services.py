@@ -3,6 +3,7 @@
 Plain keyword-only functions, callable without HTTP. Each returns what it changed and the
 WAL positions it produced per shard (for the client's consistency token)."""
 
+import contextlib
 import uuid
 
 from django.utils import timezone
@@ -98,10 +99,9 @@ def update_user(
         raise UserNotFound(user_id)
     _record(positions, shard.id, lsn)
     if moving:
-        try:
+        # If the lookup shard is down the row still holds the email: the claim stays live.
+        with contextlib.suppress(ShardUnavailable):
             email_lookup.confirm(email, user_id)
-        except ShardUnavailable:
-            pass  # the row holds the email: the unconfirmed claim is live
         _record(positions, shard_for_email(old_email).id, email_lookup.release(old_email, user_id))
     return user, positions
 

@@ -9,10 +9,24 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from messenger.errors import error_body
-from shards.consistency import TOKEN_HEADER, InvalidToken, Positions, decode_token, encode_token, merge
+from shards.consistency import (
+    TOKEN_HEADER,
+    InvalidToken,
+    Positions,
+    decode_token,
+    encode_token,
+    merge,
+)
 from users import selectors, services
 from users.email_lookup import EmailTaken
 from users.pagination import Cursor, InvalidCursor
+from users.schema import (
+    user_create_schema,
+    user_destroy_schema,
+    user_list_schema,
+    user_retrieve_schema,
+    user_update_schema,
+)
 from users.serializers import ListQuerySerializer, UserInputSerializer, user_representation
 
 
@@ -63,6 +77,7 @@ def _conflict(exc: EmailTaken) -> Response:
 class UserViewSet(viewsets.ViewSet):
     lookup_value_regex = "[^/]+"
 
+    @user_list_schema
     def list(self, request: Request) -> Response:
         query = ListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -103,6 +118,7 @@ class UserViewSet(viewsets.ViewSet):
             body["missing_shards"] = page.missing_shards
         return Response(body)
 
+    @user_create_schema
     def create(self, request: Request) -> Response:
         data = UserInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -114,12 +130,15 @@ class UserViewSet(viewsets.ViewSet):
         response["Location"] = f"/api/v1/users/{user.id}"
         return _with_token(response, request, positions)
 
+    @user_retrieve_schema
     def retrieve(self, request: Request, pk: str) -> Response:
         user = selectors.get_user(user_id=_user_id(pk), positions=_positions(request))
         if user is None:
             raise NotFound("user not found")
         return Response(user_representation(user))
 
+    @user_update_schema("PUT", "users_update", "Update a user")
+    @user_update_schema("PATCH", "users_partial_update", "Update some fields of a user")
     def update(self, request: Request, pk: str) -> Response:
         # PUT changes only the fields given, like PATCH (the seed's documented behaviour).
         user_id = _user_id(pk)
@@ -135,6 +154,7 @@ class UserViewSet(viewsets.ViewSet):
 
     partial_update = update
 
+    @user_destroy_schema
     def destroy(self, request: Request, pk: str) -> Response:
         try:
             positions = services.delete_user(user_id=_user_id(pk))

@@ -4,48 +4,48 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='UserCount',
+            name="UserCount",
             fields=[
-                ('bucket', models.SmallIntegerField(primary_key=True, serialize=False)),
-                ('n', models.BigIntegerField(default=0)),
+                ("bucket", models.SmallIntegerField(primary_key=True, serialize=False)),
+                ("n", models.BigIntegerField(default=0)),
             ],
             options={
-                'db_table': 'user_counts',
+                "db_table": "user_counts",
             },
         ),
         migrations.CreateModel(
-            name='EmailLookup',
+            name="EmailLookup",
             fields=[
-                ('email', models.CharField(max_length=254, primary_key=True, serialize=False)),
-                ('user_id', models.UUIDField()),
-                ('confirmed', models.BooleanField(default=False)),
-                ('claimed_at', models.DateTimeField()),
+                ("email", models.CharField(max_length=254, primary_key=True, serialize=False)),
+                ("user_id", models.UUIDField()),
+                ("confirmed", models.BooleanField(default=False)),
+                ("claimed_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'email_lookup',
-                'indexes': [models.Index(fields=['user_id'], name='email_lookup_user_id_idx')],
+                "db_table": "email_lookup",
+                "indexes": [models.Index(fields=["user_id"], name="email_lookup_user_id_idx")],
             },
         ),
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.UUIDField(primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=255)),
-                ('email', models.CharField(max_length=254)),
-                ('created_at', models.DateTimeField()),
-                ('updated_at', models.DateTimeField()),
+                ("id", models.UUIDField(primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=255)),
+                ("email", models.CharField(max_length=254)),
+                ("created_at", models.DateTimeField()),
+                ("updated_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'users',
-                'indexes': [models.Index(fields=['-created_at', '-id'], name='users_created_at_id_idx')],
+                "db_table": "users",
+                "indexes": [
+                    models.Index(fields=["-created_at", "-id"], name="users_created_at_id_idx")
+                ],
             },
         ),
     ]

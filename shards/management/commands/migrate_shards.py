@@ -94,7 +94,8 @@ class Command(BaseCommand):
         if not leaves:
             raise CommandError(f"app {app_label!r} has no migrations")
         parents = [
-            name for app, name in loader.graph.node_map[(app_label, leaves[0])].parents
+            name
+            for app, name in loader.graph.node_map[(app_label, leaves[0])].parents
             if app == app_label
         ]
         return parents[0] if parents else "zero"
@@ -139,7 +140,9 @@ class Command(BaseCommand):
                 applied, pending = self._state(alias)
             except Exception as exc:
                 problems.append(alias)
-                self.stdout.write(self.style.ERROR(f"{alias:>10}: unreachable ({type(exc).__name__})"))
+                self.stdout.write(
+                    self.style.ERROR(f"{alias:>10}: unreachable ({type(exc).__name__})")
+                )
                 continue
             names = sorted(f"{a}.{n}" for a, n in applied)
             line = f"{alias:>10}: {len(names)} applied"

@@ -1,0 +1,25 @@
+# The API server image (docker-compose.yml: messenger_server). Dependencies come from the exact
+# pins of requirements.lock; gunicorn's settings (gevent workers, bind, keep-alive) live in
+# messenger/gunicorn.conf.py.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOST=0.0.0.0 \
+    PORT=8080
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when requirements.lock changes.
+COPY requirements.lock .
+RUN pip install -r requirements.lock
+
+COPY . .
+
+RUN useradd --system --uid 10001 --no-create-home app
+USER app
+
+EXPOSE 8080
+CMD ["gunicorn", "-c", "messenger/gunicorn.conf.py", "messenger.wsgi"]

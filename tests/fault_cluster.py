@@ -1,0 +1,148 @@
+"""A second, small cluster (3 shards, other ports) with its own API server, for tests that
+stop and start real processes without disturbing the cluster the other tests use."""
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARDS = 3
+ENV = {
+    "SHARDING_COUNT": str(SHARDS),
+    "CLUSTER_DIR": str(ROOT / "var" / "fault-cluster"),
+    "PRIMARY_BASE_PORT": "25440",
+    "REPLICA_BASE_PORT": "25450",
+    "PGBOUNCER_BASE_PORT": "26430",
+    "CONTROL_DB_PORT": "25439",
+    "CLUSTER_DATABASES": "messenger",
+}
+API_PORT = 18081
+
+
+def _launcher():
+    spec = importlib.util.spec_from_file_location("cluster_launcher", ROOT / "database/cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cluster_launcher"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class FaultCluster:
+    def __init__(self) -> None:
+        self.launcher = _launcher()
+        self.settings = self.launcher.load_settings({**os.environ, **ENV})
+        self.cluster = self.launcher.Cluster(
+            self.settings, self.launcher.find_binaries(self.settings)
+        )
+        self.layout = self.launcher.Layout(self.settings.cluster_dir)
+        self.api: subprocess.Popen | None = None
+        self.base_url = f"http://127.0.0.1:{API_PORT}"
+
+    def _instance(self, name: str):
+        return next(i for i in self.launcher.instances(self.settings) if i.name == name)
+
+    # --- processes ------------------------------------------------------------------------
+    def up(self) -> None:
+        subprocess.run(
+            [sys.executable, "database/cluster.py", "up"],
+            cwd=ROOT,
+            env={**os.environ, **ENV},
+            check=True,
+            capture_output=True,
+        )
+
+    def down(self) -> None:
+        subprocess.run(
+            [sys.executable, "database/cluster.py", "down"],
+            cwd=ROOT,
+            env={**os.environ, **ENV},
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, name: str) -> None:
+        """Stop one process: `shard-1`, `shard-1-replica` or `pgbouncer-1`."""
+        instance = self._instance(name)
+        if instance.role == "pgbouncer":
+            self.cluster.stop_pgbouncer(self.layout.pid_file(instance))
+        else:
+            self.cluster.stop_postgres(self.layout.data_dir(instance))
+
+    def app_env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SHARDING_COUNT": str(SHARDS),
+            "PGBOUNCER_BASE_PORT": ENV["PGBOUNCER_BASE_PORT"],
+            "SHARD_DB_NAME": "messenger",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{ENV['CONTROL_DB_PORT']}/control",
+            "DJANGO_ENV": "test",
+            "PORT": str(API_PORT),
+            "WEB_CONCURRENCY": "1",
+            "REPLICA_CHECK_INTERVAL": "0.2",
+            "REPLICA_MAX_LAG": "5",
+            "LOG_LEVEL": "warning",
+        }
+
+    def migrate(self) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate_shards", "-v", "0"],
+            cwd=ROOT,
+            env=self.app_env(),
+            check=True,
+            capture_output=True,
+        )
+        for shard in range(SHARDS):
+            with self.primary(shard) as conn:
+                conn.execute("TRUNCATE users, email_lookup")
+
+    def start_api(self) -> None:
+        log = open(ROOT / "var" / "fault-api.log", "w")  # noqa: SIM115 - child keeps it
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=self.app_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.base_url}/health", timeout=1).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("fault-cluster API did not start")
+
+    def stop_api(self) -> None:
+        if self.api is not None:
+            os.killpg(self.api.pid, signal.SIGTERM)
+            self.api.wait(timeout=15)
+
+    # --- direct database access --------------------------------------------------------------
+    def primary(self, shard: int) -> psycopg.Connection:
+        port = int(ENV["PRIMARY_BASE_PORT"]) + shard
+        return psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="messenger", autocommit=True
+        )
+
+    def replica(self, shard: int) -> psycopg.Connection:
+        port = int(ENV["REPLICA_BASE_PORT"]) + shard
+        return psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="messenger", autocommit=True
+        )
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if requests.get(f"{self.base_url}/health/ready", timeout=5).status_code == 200:
+                return
+            time.sleep(0.2)
+        raise AssertionError("fault cluster did not become ready")

@@ -1,0 +1,308 @@
+"""The users of every shard in the Django admin.
+
+Users live on the shards, never on `default`, so the stock ModelAdmin views (which query
+`User.objects` without a shard) cannot work. This ModelAdmin keeps what the admin gives a
+registered model (its URLs and names, permissions, breadcrumbs, the action log) and replaces
+the views: a list per shard (keyset pages, newest first), search by email (through the email
+lookup) or by id (routed to its shard), and change and delete pages that go through
+users.services like the API, so email uniqueness and the lookup table stay right.
+
+The admin keeps its consistency token in its session, as an API client keeps it in a header:
+after an edit the operator reads what they wrote, however far a replica lags."""
+
+import uuid
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.http import urlencode
+
+from shards.access import run_read
+from shards.consistency import InvalidToken, Positions, decode_token, encode_token, merge
+from shards.errors import ShardUnavailable
+from shards.topology import Shard, all_shards, shard_by_id, shard_for_user_id
+from users import selectors, services
+from users.email_lookup import EmailTaken
+from users.models import User
+from users.pagination import Cursor, InvalidCursor
+from users.selectors import USER_COLUMNS, UserRow
+
+PAGE_SIZE = 25
+SESSION_TOKEN_KEY = "users_consistency_token"
+
+
+class UserForm(forms.Form):
+    """The limits of the API's input (users.serializers.UserInputSerializer)."""
+
+    name = forms.CharField(max_length=255)
+    email = forms.EmailField(max_length=254)
+
+
+@dataclass(frozen=True)
+class Found:
+    user: UserRow
+    shard: Shard
+
+
+def _session_positions(request: HttpRequest) -> Positions:
+    try:
+        return decode_token(request.session.get(SESSION_TOKEN_KEY))
+    except InvalidToken:
+        return {}
+
+
+def _remember_writes(request: HttpRequest, positions: Positions) -> None:
+    if positions:
+        token = merge(_session_positions(request), positions)
+        request.session[SESSION_TOKEN_KEY] = encode_token(token)
+
+
+def _parse_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def shard_page(
+    shard: Shard, *, after: Cursor | None, limit: int, positions: Positions
+) -> tuple[list[UserRow], Cursor | None]:
+    """One page of one shard's users, newest first, after `after` (keyset: an index scan on
+    (created_at, id) whatever the depth); returns the rows and the cursor of the next page."""
+    if after is None:
+        sql = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT %s"
+        params: list = [limit + 1]
+    else:
+        sql = (
+            f"SELECT {USER_COLUMNS} FROM users WHERE (created_at, id) < (%s, %s)"
+            " ORDER BY created_at DESC, id DESC LIMIT %s"
+        )
+        params = [after.created_at, after.id, limit + 1]
+
+    def fetch(alias: str) -> list[UserRow]:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            return [UserRow(*row) for row in cursor.fetchall()]
+
+    rows = run_read(shard, fetch, min_lsn=positions.get(shard.id))
+    page = rows[:limit]
+    next_cursor = Cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return page, next_cursor
+
+
+def find_users(query: str, positions: Positions) -> list[Found]:
+    """A user id is routed to its shard; an email goes through the email lookup."""
+    user_id = _parse_uuid(query)
+    if user_id is not None:
+        user = selectors.get_user(user_id=user_id, positions=positions)
+    else:
+        user = selectors.find_user_by_email(email=query, positions=positions)
+    return [Found(user, shard_for_user_id(user.id))] if user else []
+
+
+@admin.register(User)
+class ShardedUserAdmin(admin.ModelAdmin):
+    def get_urls(self) -> list[URLPattern]:
+        # The admin's URL names, so its index, breadcrumbs and action log link here.
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        view = self.admin_site.admin_view
+        return [
+            path("", view(self.changelist_view), name=f"{prefix}_changelist"),
+            path("<path:object_id>/change/", view(self.change_view), name=f"{prefix}_change"),
+            path("<path:object_id>/delete/", view(self.delete_view), name=f"{prefix}_delete"),
+        ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # users are created through the API
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _context(self, request: HttpRequest, title: str, **extra) -> dict:
+        return {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            **extra,
+        }
+
+    def _changelist_url(self, shard: Shard | None = None) -> str:
+        url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist")
+        return f"{url}?{urlencode({'shard': shard.id})}" if shard else url
+
+    def _change_url(self, user_id: uuid.UUID) -> str:
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[str(user_id)]
+        )
+
+    def _selected_shard(self, request: HttpRequest) -> Shard:
+        raw = request.GET.get("shard", "0")
+        if raw.isdigit() and int(raw) < len(all_shards()):
+            return shard_by_id(int(raw))
+        messages.warning(request, f"No shard {raw!r}: showing shard-0.")
+        return shard_by_id(0)
+
+    def _load_user(self, request: HttpRequest, object_id: str) -> UserRow | HttpResponse:
+        """The user, or the redirect that explains why it cannot be shown."""
+        user_id = _parse_uuid(object_id)
+        if user_id is None:
+            messages.warning(request, f"{object_id!r} is not a user id.")
+            return HttpResponseRedirect(self._changelist_url())
+        try:
+            user = selectors.get_user(user_id=user_id, positions=_session_positions(request))
+        except ShardUnavailable as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(self._changelist_url(shard_for_user_id(user_id)))
+        if user is None:
+            messages.warning(request, f"No user with id {user_id}: it may have been deleted.")
+            return HttpResponseRedirect(self._changelist_url(shard_for_user_id(user_id)))
+        return user
+
+    # --- views -----------------------------------------------------------------------------
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        positions = _session_positions(request)
+        shard = self._selected_shard(request)
+        query = request.GET.get("q", "").strip()
+        context = self._context(
+            request,
+            "Users per shard",
+            shard=shard,
+            shards=all_shards(),
+            query=query,
+            rows=[],
+            found=None,
+            next_url=None,
+            first_url=None,
+            error=None,
+        )
+        if query:
+            try:
+                context["found"] = find_users(query, positions)
+            except ShardUnavailable as exc:
+                context["error"] = str(exc)
+            return TemplateResponse(request, "admin/users/user_list.html", context)
+
+        after = None
+        if request.GET.get("after"):
+            try:
+                after = Cursor.decode(request.GET["after"])
+            except InvalidCursor:
+                messages.warning(request, "Invalid page cursor: showing the first page.")
+            else:
+                context["first_url"] = self._changelist_url(shard)
+        try:
+            rows, next_cursor = shard_page(shard, after=after, limit=PAGE_SIZE, positions=positions)
+        except ShardUnavailable as exc:
+            context["error"] = str(exc)
+        else:
+            context["rows"] = rows
+            if next_cursor is not None:
+                query_string = urlencode({"shard": shard.id, "after": next_cursor.encode()})
+                context["next_url"] = f"{self._changelist_url()}?{query_string}"
+        return TemplateResponse(request, "admin/users/user_list.html", context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        user = self._load_user(request, object_id)
+        if isinstance(user, HttpResponse):
+            return user
+        shard = shard_for_user_id(user.id)
+        can_change = self.has_change_permission(request)
+        initial = {"name": user.name, "email": user.email}
+        if request.method == "POST":
+            if not can_change:
+                raise PermissionDenied
+            form = UserForm(request.POST, initial=initial)
+            if form.is_valid():
+                response = self._save(request, user, shard, form)
+                if response is not None:
+                    return response
+        else:
+            form = UserForm(initial=initial)
+        context = self._context(
+            request,
+            f"Change user {user.name}",
+            user=user,
+            shard=shard,
+            form=form,
+            can_change=can_change,
+            can_delete=self.has_delete_permission(request),
+            list_url=self._changelist_url(shard),
+        )
+        return TemplateResponse(request, "admin/users/user_change.html", context)
+
+    def _save(
+        self, request: HttpRequest, user: UserRow, shard: Shard, form: UserForm
+    ) -> HttpResponse | None:
+        """Apply the form through the service; None when the form shows an error instead."""
+        changes = {field: form.cleaned_data[field] for field in form.changed_data}
+        if not changes:
+            messages.info(request, "No fields changed.")
+            return HttpResponseRedirect(self._changelist_url(shard))
+        try:
+            updated, positions = services.update_user(user_id=user.id, **changes)
+        except services.UserNotFound:
+            messages.warning(request, f"No user with id {user.id}: it may have been deleted.")
+            return HttpResponseRedirect(self._changelist_url(shard))
+        except EmailTaken as exc:
+            if exc.pending:
+                form.add_error("email", "A user with this email is being created; retry shortly.")
+            else:
+                form.add_error("email", "A user with this email already exists.")
+            return None
+        except ShardUnavailable as exc:
+            form.add_error(None, f"Not saved: {exc}")
+            return None
+        _remember_writes(request, positions)
+        fields = [form.fields[name].label or name.capitalize() for name in changes]
+        self.log_change(request, updated, [{"changed": {"fields": fields}}])
+        messages.success(request, f"The user “{updated}” on {shard.name} was changed.")
+        if "_continue" in request.POST:
+            return HttpResponseRedirect(self._change_url(user.id))
+        return HttpResponseRedirect(self._changelist_url(shard))
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if not self.has_delete_permission(request):
+            raise PermissionDenied
+        user = self._load_user(request, object_id)
+        if isinstance(user, HttpResponse):
+            return user
+        shard = shard_for_user_id(user.id)
+        if request.method == "POST":
+            try:
+                positions = services.delete_user(user_id=user.id)
+            except services.UserNotFound:
+                messages.warning(request, f"No user with id {user.id}: already deleted.")
+                return HttpResponseRedirect(self._changelist_url(shard))
+            except ShardUnavailable as exc:
+                messages.error(request, f"Not deleted: {exc}")
+                return HttpResponseRedirect(self._change_url(user.id))
+            _remember_writes(request, positions)
+            deleted = User(id=user.id, name=user.name, email=user.email)
+            self.log_deletions(request, [deleted])
+            messages.success(request, f"The user “{deleted}” was deleted from {shard.name}.")
+            return HttpResponseRedirect(self._changelist_url(shard))
+        context = self._context(
+            request,
+            "Are you sure?",
+            user=user,
+            shard=shard,
+            change_url=self._change_url(user.id),
+        )
+        return TemplateResponse(request, "admin/users/user_delete.html", context)
