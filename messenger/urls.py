@@ -7,6 +7,10 @@ from messenger.schema import SCHEMA_SETTINGS
 from shards import admin as shard_admin
 from shards import views as shard_views
 
+admin.site.site_header = "Messenger administration"
+admin.site.site_title = "Messenger admin"
+admin.site.site_url = "/api/docs/"  # the site has no pages: "View site" opens the API docs
+
 urlpatterns = [
     path("health", shard_views.health, name="health"),
     path("health/ready", shard_views.health_ready, name="health-ready"),

@@ -111,42 +111,76 @@ def run_read(
         raise ShardUnavailable([shard.name]) from exc
 
 
+def read_primary(shard: Shard, fn: Callable[[str], T]) -> T:
+    """fn(alias) on the primary only: for reads that decide a write."""
+    try:
+        return _attempt(shard.primary_alias, fn)
+    except CONNECTION_ERRORS as exc:
+        raise ShardUnavailable([shard.name]) from exc
+
+
 def current_wal_lsn(alias: str) -> int:
     with connections[alias].cursor() as cursor:
         cursor.execute("SELECT pg_current_wal_lsn()::text")
         return lsn_to_int(cursor.fetchone()[0])
 
 
-def run_write(shard: Shard, fn: Callable[[str], T]) -> tuple[T, int | None]:
-    """(fn(alias) committed on the primary, WAL position after the commit or None)."""
+def _refused_before_running(exc: BaseException) -> bool:
+    """Whether the server or PgBouncer answered the statement with an error (so it did not
+    run), as opposed to the connection breaking while it was in flight. Connection errors
+    that come from an error message carry a SQLSTATE; a broken socket has none."""
+    cause = exc.__cause__
+    return getattr(cause, "sqlstate", None) is not None or isinstance(exc, KnownDown)
+
+
+def _unknown_outcome(shard: Shard) -> WriteOutcomeUnknown:
+    return WriteOutcomeUnknown(
+        [shard.name],
+        f"{shard.name} failed while committing: the write may have been applied;"
+        " retrying the same request is safe",
+    )
+
+
+def run_write(
+    shard: Shard, fn: Callable[[str], T], *, atomic: bool = True, wal_position: bool = True
+) -> tuple[T, int | None]:
+    """(fn(alias) committed on the primary, WAL position after the commit or None).
+
+    `atomic=False` is for work of one statement, which autocommit makes atomic anyway:
+    it saves the BEGIN and COMMIT round trips. `wal_position=False` skips reading the
+    position when no consistency token needs it."""
     body_done = False
 
     def in_transaction(alias: str) -> T:
         nonlocal body_done
         if body_done:
             # COMMIT was under way when the connection died: never run the body twice.
-            raise WriteOutcomeUnknown([shard.name])
+            raise _unknown_outcome(shard)
         with transaction.atomic(using=alias):
             result = fn(alias)
             body_done = True
         return result
 
+    def single_statement(alias: str) -> T:
+        connections[alias].ensure_connection()
+        try:
+            return fn(alias)
+        except CONNECTION_ERRORS as exc:
+            if _refused_before_running(exc):
+                raise
+            raise _unknown_outcome(shard) from exc
+
     try:
-        result = _attempt(shard.primary_alias, in_transaction)
-    except WriteOutcomeUnknown as exc:
-        raise WriteOutcomeUnknown(
-            [shard.name],
-            f"{shard.name} failed while committing: the write may have been applied;"
-            " retrying the same request is safe",
-        ) from exc
+        result = _attempt(shard.primary_alias, in_transaction if atomic else single_statement)
+    except WriteOutcomeUnknown:
+        _close(shard.primary_alias)
+        raise
     except CONNECTION_ERRORS as exc:
         if body_done:
-            raise WriteOutcomeUnknown(
-                [shard.name],
-                f"{shard.name} failed while committing: the write may have been applied;"
-                " retrying the same request is safe",
-            ) from exc
+            raise _unknown_outcome(shard) from exc
         raise ShardUnavailable([shard.name]) from exc
+    if not wal_position:
+        return result, None
     try:
         lsn = current_wal_lsn(shard.primary_alias)
     except CONNECTION_ERRORS:

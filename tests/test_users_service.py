@@ -23,12 +23,12 @@ def _shards_holding(user_id: uuid.UUID) -> list[int]:
     return holding
 
 
-def _claim(email: str) -> tuple | None:
+def _claim(email: str) -> uuid.UUID | None:
+    """The user id that holds the claim on `email`, or None."""
     with connections[shard_for_email(email).primary_alias].cursor() as cursor:
-        cursor.execute(
-            "SELECT user_id, confirmed FROM email_lookup WHERE email = %s", [email.lower()]
-        )
-        return cursor.fetchone()
+        cursor.execute("SELECT user_id FROM email_lookup WHERE email = %s", [email.lower()])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def test_a_created_user_lives_on_the_shard_its_id_hashes_to_and_nowhere_else(shards_db):
@@ -38,9 +38,9 @@ def test_a_created_user_lives_on_the_shard_its_id_hashes_to_and_nowhere_else(sha
         assert shard_for_user_id(user.id).id in positions
 
 
-def test_create_confirms_an_email_claim_on_the_emails_shard(shards_db):
+def test_create_claims_the_email_on_the_emails_shard(shards_db):
     user, _ = services.create_user(name="Ann", email="Ann@Example.com")
-    assert _claim("ann@example.com") == (user.id, True)
+    assert _claim("ann@example.com") == user.id
 
 
 def test_the_same_email_in_another_case_is_refused_across_shards(shards_db):
@@ -90,16 +90,20 @@ def test_a_claim_left_by_a_crashed_create_does_not_lock_the_email_forever(shards
             ["ghost@example.com"],
         )
     user, _ = services.create_user(name="Later", email="ghost@example.com")
-    assert _claim("ghost@example.com") == (user.id, True)
+    assert _claim("ghost@example.com") == user.id
 
 
-def test_a_confirmed_claim_whose_user_is_gone_is_taken_over(shards_db):
+def test_a_claim_whose_user_is_gone_is_taken_over_once_expired(shards_db):
     user, _ = services.create_user(name="Gone", email="gone@example.com")
     shard = shard_for_user_id(user.id)
     with connections[shard.primary_alias].cursor() as cursor:
         cursor.execute("DELETE FROM users WHERE id = %s", [user.id])  # lookup not cleaned
+    with pytest.raises(EmailTaken):
+        services.create_user(name="Too soon", email="gone@example.com")
+    with connections[shard_for_email("gone@example.com").primary_alias].cursor() as cursor:
+        cursor.execute("UPDATE email_lookup SET claimed_at = now() - interval '1 hour'")
     again, _ = services.create_user(name="Again", email="gone@example.com")
-    assert _claim("gone@example.com") == (again.id, True)
+    assert _claim("gone@example.com") == again.id
 
 
 def test_changing_the_email_moves_the_claim_and_frees_the_old_email(shards_db):
@@ -107,9 +111,25 @@ def test_changing_the_email_moves_the_claim_and_frees_the_old_email(shards_db):
     updated, _ = services.update_user(user_id=user.id, email="new@example.com")
     assert updated.email == "new@example.com"
     assert _claim("old@example.com") is None
-    assert _claim("new@example.com") == (user.id, True)
+    assert _claim("new@example.com") == user.id
     other, _ = services.create_user(name="Reuser", email="old@example.com")
     assert other.id != user.id
+
+
+def test_a_claim_still_held_by_a_live_user_is_never_taken_over(shards_db):
+    user, _ = services.create_user(name="Old", email="held@example.com")
+    with connections[shard_for_email("held@example.com").primary_alias].cursor() as cursor:
+        cursor.execute("UPDATE email_lookup SET claimed_at = now() - interval '1 hour'")
+    with pytest.raises(EmailTaken) as taken:
+        services.create_user(name="Thief", email="HELD@example.com")
+    assert not taken.value.pending
+    assert _claim("held@example.com") == user.id
+
+
+def test_a_create_slower_than_half_the_claim_timeout_checks_its_claim(shards_db, settings):
+    settings.EMAIL_CLAIM_TIMEOUT = 0  # every create counts as slow: the check runs
+    user, _ = services.create_user(name="Slow", email="slow@example.com")
+    assert _claim("slow@example.com") == user.id
 
 
 def test_changing_the_email_to_a_taken_one_changes_nothing(shards_db):

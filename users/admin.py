@@ -236,7 +236,7 @@ class ShardedUserAdmin(admin.ModelAdmin):
         context = self._context(
             request,
             f"Change user {user.name}",
-            user=user,
+            object=user,
             shard=shard,
             form=form,
             can_change=can_change,
@@ -301,7 +301,7 @@ class ShardedUserAdmin(admin.ModelAdmin):
         context = self._context(
             request,
             "Are you sure?",
-            user=user,
+            object=user,
             shard=shard,
             change_url=self._change_url(user.id),
         )

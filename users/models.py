@@ -28,7 +28,6 @@ class EmailLookup(models.Model):
 
     email = models.CharField(primary_key=True, max_length=254)
     user_id = models.UUIDField()
-    confirmed = models.BooleanField(default=False)
     claimed_at = models.DateTimeField()
 
     class Meta:

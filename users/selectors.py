@@ -61,7 +61,7 @@ def get_user(*, user_id: uuid.UUID, positions: Positions) -> UserRow | None:
 
 
 def find_user_by_email(*, email: str, positions: Positions) -> UserRow | None:
-    user_id = email_lookup.user_id_for_email(email, min_lsn_by_shard=positions)
+    user_id = email_lookup.user_id_for_email(email)
     if user_id is None:
         return None
     user = get_user(user_id=user_id, positions=positions)

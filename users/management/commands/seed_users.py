@@ -1,0 +1,259 @@
+"""Bulk-load realistic users into every shard: `manage.py seed_users --count N`.
+
+Each user row goes to the shard its id hashes to and its email's lookup row to the shard
+the email hashes to, so seeded users behave exactly like users created through
+the API: a duplicate email gets 409 and `?email=` finds them. Emails are unique
+(`<prefix>-<id hex>@example.com`) and `created_at` is spread over the last `--days` days, so
+lists and cursors walk realistic data.
+
+Rows are sent with COPY (text format), one thread and one connection per shard, so every
+shard loads in parallel while the main thread generates the next batch. Each batch is one
+transaction on each shard, which is what lets COPY go through PgBouncer in transaction
+mode. The statement triggers on `users` keep `user_counts` exact (one update per COPY).
+Afterwards every shard is vacuumed and analysed, and the command waits until each replica
+has replayed everything its primary wrote, so reads that follow see the whole load.
+"""
+
+import os
+import queue
+import random
+import re
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from shards.health import conninfo
+from shards.routing import shard_for_key
+from shards.topology import Shard, all_shards
+from users.models import EmailLookup
+
+# Sample names: realistic enough for list pages; uniqueness comes from the email.
+_FIRST = (
+    "Ada Alan Alice Amara Ana Bea Ben Chen Chloe Dan Dara Eli Emma Eva Farid Grace Hana Ian"
+    " Ines Ivan Jack Jana Ji-woo Kai Kenji Lara Leo Lina Luca Maya Mia Nia Noah Omar Priya"
+    " Quinn Rafael Rosa Sam Sara Tariq Tom Uma Vera Wei Yara Yusuf Zoe"
+)
+_LAST = (
+    "Abebe Alvarez Baker Costa Dubois Evans Fischer Garcia Haddad Hughes Ivanova Jensen Kim"
+    " Kowalski Lee Lopez Martin Meyer Nakamura Nguyen Novak Okafor Park Patel Rossi Santos"
+    " Schmidt Silva Smith Tanaka Taylor Walker Wang Weber Yilmaz Zhang"
+)
+FIRST_NAMES = tuple(_FIRST.split())
+LAST_NAMES = tuple(_LAST.split())
+
+USERS_COPY = "COPY users (id, name, email, created_at, updated_at) FROM STDIN"
+PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,40}$")
+
+
+@dataclass
+class Batch:
+    """Tab-separated COPY text for one shard: its users and the lookup rows it holds."""
+
+    users: list[str]
+    lookups: list[str]
+
+
+def _lookup_columns() -> list[str]:
+    """The lookup table's columns as the model declares them (a claim may carry a
+    `confirmed` flag, which a seeded claim sets: its user row exists)."""
+    return [field.column for field in EmailLookup._meta.concrete_fields]
+
+
+def lookup_copy_sql() -> str:
+    return f"COPY email_lookup ({', '.join(_lookup_columns())}) FROM STDIN"
+
+
+def _lookup_template() -> str:
+    values = {"email": "{email}", "user_id": "{user_id}", "confirmed": "t", "claimed_at": "{at}"}
+    return "\t".join(values[column] for column in _lookup_columns()) + "\n"
+
+
+def generate_batch(
+    count: int, shard_count: int, prefix: str, start: datetime, span_us: int
+) -> list[Batch]:
+    """`count` new users split by shard: users by id, lookup rows by email."""
+    batches = [Batch([], []) for _ in range(shard_count)]
+    raw = os.urandom(16 * count)
+    rand = random.random
+    now_text = datetime.now(UTC).isoformat()
+    lookup_row = _lookup_template().format
+    for i in range(count):
+        user_id = str(uuid.UUID(bytes=raw[16 * i : 16 * i + 16], version=4))
+        email = f"{prefix}-{user_id.replace('-', '')}@example.com"
+        created = (start + timedelta(microseconds=int(rand() * span_us))).isoformat()
+        name = f"{random.choice(FIRST_NAMES)} {random.choice(LAST_NAMES)}"
+        # The routing keys are the canonical id and the lower-cased email (both already so).
+        batches[shard_for_key(user_id, shard_count)].users.append(
+            f"{user_id}\t{name}\t{email}\t{created}\t{created}\n"
+        )
+        batches[shard_for_key(email, shard_count)].lookups.append(
+            lookup_row(email=email, user_id=user_id, at=now_text)
+        )
+    return batches
+
+
+class ShardLoader(threading.Thread):
+    """Loads the batches queued for one shard on its own connection to the primary."""
+
+    def __init__(self, shard: Shard, progress: "Progress") -> None:
+        super().__init__(name=f"seed-{shard.name}", daemon=True)
+        self.shard = shard
+        self.progress = progress
+        # Two batches in flight per shard: generation overlaps loading, memory stays bounded.
+        self.batches: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.lookup_sql = lookup_copy_sql()
+
+    def run(self) -> None:
+        try:
+            params = {**conninfo(self.shard.primary_alias)}
+            params["connect_timeout"] = settings.DB_CONNECT_TIMEOUT
+            with psycopg.connect(**params) as conn:
+                while (batch := self.batches.get()) is not None:
+                    with conn.cursor() as cursor:
+                        if batch.users:
+                            with cursor.copy(USERS_COPY) as copy:
+                                copy.write("".join(batch.users))
+                        if batch.lookups:
+                            with cursor.copy(self.lookup_sql) as copy:
+                                copy.write("".join(batch.lookups))
+                    conn.commit()
+                    self.progress.add(len(batch.users))
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+            # Keep draining so the producer never blocks on a dead loader.
+            while self.batches.get() is not None:
+                pass
+
+
+class Progress:
+    """Committed rows, shown as one updating line on stderr."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._last_line = 0.0
+
+    def add(self, rows: int) -> None:
+        with self._lock:
+            self.done += rows
+        self.show()
+
+    def rate(self) -> float:
+        return self.done / max(time.monotonic() - self.started, 1e-9)
+
+    def show(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        tty = sys.stderr.isatty()
+        now = time.monotonic()
+        # A terminal gets a redrawn line; a log gets a line every few seconds.
+        if not final and now - self._last_line < (0.2 if tty else 5.0):
+            return
+        self._last_line = now
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        line = (
+            f"seeded {self.done:,}/{self.total:,} users ({pct:5.1f}%)  {self.rate():,.0f} users/s"
+        )
+        sys.stderr.write(("\r" + line) if tty else (line + "\n"))
+        if final and tty:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _autocommit(alias: str) -> psycopg.Connection:
+    params = {**conninfo(alias), "autocommit": True}
+    params["connect_timeout"] = settings.DB_CONNECT_TIMEOUT
+    return psycopg.connect(**params)
+
+
+def vacuum_analyze(shards: list[Shard]) -> None:
+    """Fresh statistics for the planner; setting hint bits and the visibility map now
+    spares the first readers after a big load from doing it."""
+    for shard in shards:
+        with _autocommit(shard.primary_alias) as conn:
+            conn.execute("VACUUM (ANALYZE) users, email_lookup, user_counts")
+
+
+def wait_for_replicas(shards: list[Shard], timeout: float) -> float:
+    """Block until every replica has replayed its primary's current WAL position.
+    Returns the seconds waited; raises CommandError after `timeout`."""
+    started = time.monotonic()
+    for shard in shards:
+        with _autocommit(shard.primary_alias) as primary:
+            target = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        with _autocommit(shard.replica_alias) as replica:
+            while not replica.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]
+            ).fetchone()[0]:
+                if time.monotonic() - started > timeout:
+                    raise CommandError(f"{shard.name} replica has not replayed {target}")
+                time.sleep(0.05)
+    return time.monotonic() - started
+
+
+class Command(BaseCommand):
+    help = "Bulk-load N users with COPY into every shard (and their email lookup rows)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--count", type=int, required=True, help="Users to add.")
+        parser.add_argument("--batch", type=int, default=50_000, help="Users per transaction.")
+        parser.add_argument("--prefix", default="seed", help="Email prefix: <prefix>-<hex>@...")
+        parser.add_argument("--days", type=float, default=365.0, help="created_at spread.")
+        parser.add_argument(
+            "--replica-timeout", type=float, default=600.0, help="Seconds to wait for replicas."
+        )
+        parser.add_argument("--no-progress", action="store_true", help="No progress line.")
+
+    def handle(self, *args, **options) -> None:
+        count, batch_size, prefix = options["count"], options["batch"], options["prefix"]
+        if count < 0 or batch_size < 1:
+            raise CommandError("--count must be >= 0 and --batch >= 1")
+        if not PREFIX_RE.match(prefix):
+            raise CommandError("--prefix: lower-case letters, digits, '.', '_' or '-'")
+        shards = list(all_shards())
+        progress = Progress(count, enabled=not options["no_progress"] and options["verbosity"] > 0)
+        loaders = [ShardLoader(shard, progress) for shard in shards]
+        for loader in loaders:
+            loader.start()
+        span_us = int(options["days"] * 86_400 * 1_000_000)
+        start = datetime.now(UTC) - timedelta(microseconds=span_us)
+        try:
+            remaining = count
+            while remaining > 0 and not any(loader.error for loader in loaders):
+                size = min(batch_size, remaining)
+                for loader, batch in zip(
+                    loaders, generate_batch(size, len(shards), prefix, start, span_us), strict=True
+                ):
+                    loader.batches.put(batch)
+                remaining -= size
+        finally:
+            for loader in loaders:
+                loader.batches.put(None)
+            for loader in loaders:
+                loader.join()
+        errors = [f"{ld.shard.name}: {ld.error}" for ld in loaders if ld.error]
+        if errors:
+            raise CommandError("seeding failed (committed batches stay): " + "; ".join(errors))
+        progress.show(final=True)
+        elapsed = time.monotonic() - progress.started
+        self.stdout.write(
+            f"seeded {progress.done:,} users in {elapsed:.1f} s ({progress.rate():,.0f} users/s)"
+        )
+        vacuum_analyze(shards)
+        waited = wait_for_replicas(shards, options["replica_timeout"])
+        total = time.monotonic() - progress.started
+        self.stdout.write(
+            f"vacuumed and analysed every shard; replicas caught up {waited:.1f} s later"
+            f" ({total:.1f} s in all)"
+        )
