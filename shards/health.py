@@ -2,12 +2,16 @@
 
 Each worker keeps one cheap, periodically refreshed view (REPLICA_CHECK_INTERVAL) instead of
 asking the databases on every request. Under gunicorn a background greenlet refreshes it;
-elsewhere it is refreshed on demand when older than the interval. Lag in seconds is zero
-when the replica has replayed everything the primary has written, otherwise the age of the
-last transaction it replayed: `pg_stat_replication.replay_lag` does not show a paused
-replay, comparing WAL positions does.
+elsewhere it is refreshed on demand when older than the interval.
+
+Lag in seconds is measured against WAL positions, because `pg_stat_replication.replay_lag`
+does not show a paused replay and the age of the last replayed commit grows on an idle
+primary: each probe records when it first saw the primary at a position, and the lag is the
+time since the oldest recorded position the replica has not replayed yet (zero when it has
+replayed everything seen so far).
 """
 
+import collections
 import contextlib
 import logging
 import sys
@@ -25,10 +29,9 @@ from shards.topology import Shard, all_shards
 logger = logging.getLogger(__name__)
 
 _PRIMARY_SQL = "SELECT pg_current_wal_lsn()::text"
-_REPLICA_SQL = (
-    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,"
-    " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
-)
+_REPLICA_SQL = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text"
+# Primary positions remembered per shard: enough for lags well past any sane REPLICA_MAX_LAG.
+_HISTORY = 600
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ class HealthMonitor:
         self._states: dict[int, ShardHealth] = {}
         self._connections: dict[str, psycopg.Connection] = {}
         self._down: set[str] = set()
+        self._history: dict[int, collections.deque] = collections.defaultdict(
+            lambda: collections.deque(maxlen=_HISTORY)
+        )
         self._lock = threading.Lock()
         self._background = False
         self._last_refresh = 0.0
@@ -139,7 +145,7 @@ class HealthMonitor:
             logger.warning("%s primary unreachable: %s", shard.name, type(exc).__name__)
         self._mark(shard.primary_alias, state.primary_ok)
         try:
-            in_recovery, replay_lsn, age = self._query(shard.replica_alias, _REPLICA_SQL)
+            in_recovery, replay_lsn = self._query(shard.replica_alias, _REPLICA_SQL)
         except Exception as exc:
             logger.warning("%s replica unreachable: %s", shard.name, type(exc).__name__)
             self._mark(shard.replica_alias, False)
@@ -150,15 +156,20 @@ class HealthMonitor:
             return state
         self._mark(shard.replica_alias, True)
         replay = lsn_to_int(replay_lsn)
-        if state.primary_lsn is None:
-            lag = None
-        elif replay >= state.primary_lsn:
-            lag = 0.0
-        else:
-            lag = max(age or 0.0, 0.0)
+        lag = None if state.primary_lsn is None else self._lag(shard.id, state, replay)
         return replace(
             state, replica_reachable=True, replica_replay_lsn=replay, replica_lag_seconds=lag
         )
+
+    def _lag(self, shard_id: int, state: ShardHealth, replay: int) -> float:
+        history = self._history[shard_id]
+        if not history or history[-1][1] != state.primary_lsn:
+            history.append((state.checked_at, state.primary_lsn))
+        oldest_unreplayed = next((seen for seen, lsn in history if lsn > replay), None)
+        # A position first seen by this very probe is microseconds old: not lag yet.
+        if oldest_unreplayed is None or oldest_unreplayed == state.checked_at:
+            return 0.0
+        return max(0.0, time.monotonic() - oldest_unreplayed)
 
     def refresh(self) -> dict[int, ShardHealth]:
         """Probe every primary and replica now (in parallel under gevent)."""

@@ -7,7 +7,6 @@ per session with `migrate_shards`, the command operators use. Writes really comm
 replicas really see them; each test starts from empty shards."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -138,6 +137,7 @@ def api_server(django_db_setup):
         process.kill()
         raise RuntimeError((ROOT / "var" / "test-api.log").read_text()[-3000:])
     yield base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=15)
+    from tests.fault_cluster import stop_process_group
+
+    stop_process_group(process)
     log.close()

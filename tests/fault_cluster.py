@@ -4,6 +4,7 @@ stop and start real processes without disturbing the cluster the other tests use
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,6 +33,18 @@ def _launcher():
     sys.modules["cluster_launcher"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it is still there after 10 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+    except ProcessLookupError:
+        pass
 
 
 class FaultCluster:
@@ -86,7 +99,7 @@ class FaultCluster:
             "PORT": str(API_PORT),
             "WEB_CONCURRENCY": "1",
             "REPLICA_CHECK_INTERVAL": "0.2",
-            "REPLICA_MAX_LAG": "5",
+            "REPLICA_MAX_LAG": "2",
             "LOG_LEVEL": "warning",
         }
 
@@ -103,6 +116,8 @@ class FaultCluster:
                 conn.execute("TRUNCATE users, email_lookup")
 
     def start_api(self) -> None:
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", API_PORT)) != 0, f"port {API_PORT} is busy"
         log = open(ROOT / "var" / "fault-api.log", "w")  # noqa: SIM115 - child keeps it
         self.api = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"],
@@ -123,8 +138,7 @@ class FaultCluster:
 
     def stop_api(self) -> None:
         if self.api is not None:
-            os.killpg(self.api.pid, signal.SIGTERM)
-            self.api.wait(timeout=15)
+            stop_process_group(self.api)
 
     # --- direct database access --------------------------------------------------------------
     def primary(self, shard: int) -> psycopg.Connection:

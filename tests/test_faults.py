@@ -229,3 +229,24 @@ def test_under_load_a_replica_restart_causes_no_stale_read_and_loses_no_user(api
             [i for i in acknowledged if shard_for_user_id(i, SHARDS) == shard and i in ids]
         )
     assert found == len(acknowledged)
+
+
+def test_a_replica_lagging_past_the_limit_is_skipped_until_it_catches_up(api):
+    with api.replica(0) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    user, _ = create_on(api, 0)  # the primary moves on, the replica does not
+    deadline = time.monotonic() + 8
+    while _replica_ok(api, 0):
+        assert time.monotonic() < deadline, "a paused replica was never reported lagging"
+        time.sleep(0.2)
+    stats = requests.get(f"{api.base_url}/api/v1/shards/stats").json()["shards"][0]
+    assert stats["replica_lag_seconds"] > 2
+    got = requests.get(f"{api.base_url}/api/v1/users/{user['id']}")
+    assert got.status_code == 200 and got.json() == user
+    assert _replica_ok(api, 1), "other shards' replicas are not affected"
+    with api.replica(0) as conn:
+        conn.execute("SELECT pg_wal_replay_resume()")
+    deadline = time.monotonic() + 5
+    while not _replica_ok(api, 0):
+        assert time.monotonic() < deadline, "a caught-up replica was not used again"
+        time.sleep(0.2)
