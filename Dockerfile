@@ -17,6 +17,8 @@ COPY requirements.lock .
 RUN pip install -r requirements.lock
 
 COPY . .
+# Admin and API-docs assets, served by WhiteNoise in production mode.
+RUN DJANGO_ENV=dev python manage.py collectstatic --noinput
 
 RUN useradd --system --uid 10001 --no-create-home app
 USER app

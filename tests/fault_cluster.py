@@ -127,13 +127,14 @@ class FaultCluster:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if requests.get(f"{self.base_url}/health", timeout=1).ok:
+                if requests.get(f"{self.base_url}/health", timeout=5).ok:
                     return
-            except requests.ConnectionError:
-                time.sleep(0.1)
+            except requests.RequestException:
+                time.sleep(0.2)
+        stop_process_group(self.api)
         raise RuntimeError("fault-cluster API did not start")
 
     def stop_api(self) -> None:

@@ -62,6 +62,12 @@ def _remember_writes(request: HttpRequest, positions: Positions) -> None:
         request.session[SESSION_TOKEN_KEY] = encode_token(token)
 
 
+def _log_object(user: UserRow) -> User:
+    """An unsaved model instance for the admin's action log, which records the content type,
+    id and text of what changed (the row itself lives on a shard, not in `default`)."""
+    return User(id=user.id, name=user.name, email=user.email)
+
+
 def _parse_uuid(text: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(text)
@@ -269,8 +275,9 @@ class ShardedUserAdmin(admin.ModelAdmin):
             return None
         _remember_writes(request, positions)
         fields = [form.fields[name].label or name.capitalize() for name in changes]
-        self.log_change(request, updated, [{"changed": {"fields": fields}}])
-        messages.success(request, f"The user “{updated}” on {shard.name} was changed.")
+        logged = _log_object(updated)
+        self.log_change(request, logged, [{"changed": {"fields": fields}}])
+        messages.success(request, f"The user “{logged}” on {shard.name} was changed.")
         if "_continue" in request.POST:
             return HttpResponseRedirect(self._change_url(user.id))
         return HttpResponseRedirect(self._changelist_url(shard))
@@ -294,7 +301,7 @@ class ShardedUserAdmin(admin.ModelAdmin):
                 messages.error(request, f"Not deleted: {exc}")
                 return HttpResponseRedirect(self._change_url(user.id))
             _remember_writes(request, positions)
-            deleted = User(id=user.id, name=user.name, email=user.email)
+            deleted = _log_object(user)
             self.log_deletions(request, [deleted])
             messages.success(request, f"The user “{deleted}” was deleted from {shard.name}.")
             return HttpResponseRedirect(self._changelist_url(shard))
