@@ -134,24 +134,26 @@ class HealthMonitor:
             else:
                 self._down.add(alias)
         if up and was_down:
+            logger.warning("%s is back up", alias)
             reset_pool(alias)
+        elif not up and not was_down:
+            logger.warning("%s is down", alias)
 
     def _probe(self, shard: Shard) -> ShardHealth:
         state = ShardHealth(shard_id=shard.id, checked_at=time.monotonic())
         try:
             (primary_lsn,) = self._query(shard.primary_alias, _PRIMARY_SQL)
             state = replace(state, primary_ok=True, primary_lsn=lsn_to_int(primary_lsn))
-        except Exception as exc:
-            logger.warning("%s primary unreachable: %s", shard.name, type(exc).__name__)
+        except Exception:
+            pass  # _mark logs the change of state
         self._mark(shard.primary_alias, state.primary_ok)
         try:
             in_recovery, replay_lsn = self._query(shard.replica_alias, _REPLICA_SQL)
-        except Exception as exc:
-            logger.warning("%s replica unreachable: %s", shard.name, type(exc).__name__)
+        except Exception:
             self._mark(shard.replica_alias, False)
             return state
         if not in_recovery or replay_lsn is None:
-            logger.warning("%s replica is not a streaming standby", shard.name)
+            logger.error("%s replica is not a streaming standby: not used", shard.name)
             self._mark(shard.replica_alias, False)
             return state
         self._mark(shard.replica_alias, True)

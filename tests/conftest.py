@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
+from tests.fault_cluster import die_with_parent, stop_process_group
+
 ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("TEST_API_PORT", "18080"))
 
@@ -124,6 +126,7 @@ def api_server(django_db_setup):
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     base = f"http://127.0.0.1:{API_PORT}"
     deadline = time.monotonic() + 60  # a busy 2-core machine boots workers slowly
@@ -134,12 +137,8 @@ def api_server(django_db_setup):
         except requests.RequestException:
             time.sleep(0.2)
     else:
-        from tests.fault_cluster import stop_process_group
-
         stop_process_group(process)
         raise RuntimeError((ROOT / "var" / "test-api.log").read_text()[-3000:])
     yield base
-    from tests.fault_cluster import stop_process_group
-
     stop_process_group(process)
     log.close()

@@ -35,6 +35,14 @@ def _launcher():
     return module
 
 
+def die_with_parent() -> None:
+    """preexec_fn for test servers: SIGTERM them when the test process dies, so a killed
+    test run never leaves a server holding its port (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM the server's process group, SIGKILL it if it is still there after 10 s."""
     try:
@@ -126,6 +134,7 @@ class FaultCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

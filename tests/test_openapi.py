@@ -19,6 +19,8 @@ from django.conf import settings
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 
+from tests.fault_cluster import die_with_parent
+
 pytestmark = pytest.mark.cluster
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -207,10 +209,11 @@ def production_server(django_db_setup):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     base = f"http://127.0.0.1:{PRODUCTION_PORT}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if requests.get(f"{base}/health", timeout=2).ok:

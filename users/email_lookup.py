@@ -148,6 +148,4 @@ def user_id_for_email(email: str) -> uuid.UUID | None:
             row = cursor.fetchone()
         return row[0] if row else None
 
-    return run_read(
-        shard_for_email(key), fetch, confirm_on_primary=lambda found: found is None
-    )
+    return run_read(shard_for_email(key), fetch, confirm_on_primary=lambda found: found is None)

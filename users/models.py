@@ -32,7 +32,6 @@ class EmailLookup(models.Model):
 
     class Meta:
         db_table = "email_lookup"
-        indexes = [models.Index(fields=["user_id"], name="email_lookup_user_id_idx")]
 
     def __str__(self) -> str:
         return f"{self.email} -> {self.user_id}"

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('users', '0002_user_count_triggers'),
+        ("users", "0002_user_count_triggers"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='emaillookup',
-            name='confirmed',
+            model_name="emaillookup",
+            name="confirmed",
         ),
     ]
