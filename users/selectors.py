@@ -7,10 +7,13 @@ for shallow pages (LIST_MAX_OFFSET) because they read offset+limit rows per shar
 
 import heapq
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connections
+from psycopg.types.datetime import TimestamptzLoader
 
 from shards.access import run_read
 from shards.consistency import Positions
@@ -43,8 +46,20 @@ class Page:
     missing_shards: list[str] = field(default_factory=list)
 
 
-def _fetch_by_id(alias: str, user_id: uuid.UUID) -> UserRow | None:
+@contextmanager
+def user_cursor(alias: str) -> Iterator:
+    """A cursor for reading user rows.
+
+    Django registers a pure-Python timestamptz loader (to attach its time zone); every
+    server here runs in UTC, so psycopg's C loader gives the same UTC datetimes, and a page
+    of users holds 200 of them (measured: 11-21 % of a list page's CPU)."""
     with connections[alias].cursor() as cursor:
+        cursor.cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
+        yield cursor
+
+
+def _fetch_by_id(alias: str, user_id: uuid.UUID) -> UserRow | None:
+    with user_cursor(alias) as cursor:
         cursor.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", [user_id])
         row = cursor.fetchone()
     return UserRow(*row) if row else None
@@ -83,7 +98,7 @@ def _shard_page(shard: Shard, after: Cursor | None, count: int, positions: Posit
         params = [after.created_at, after.id, count]
 
     def fetch(alias: str) -> list[UserRow]:
-        with connections[alias].cursor() as cursor:
+        with user_cursor(alias) as cursor:
             cursor.execute(sql, params)
             return [UserRow(*row) for row in cursor.fetchall()]
 

@@ -18,8 +18,7 @@ from shards.errors import ShardUnavailable
 from shards.routing import canonical_email
 from shards.topology import shard_for_user_id
 from users import email_lookup
-from users.models import User
-from users.selectors import USER_COLUMNS, UserRow
+from users.selectors import USER_COLUMNS, UserRow, user_cursor
 
 
 class UserNotFound(Exception):
@@ -33,11 +32,17 @@ def create_user(*, name: str, email: str) -> tuple[UserRow, Positions]:
     email_lookup.claim(email, user_id)
     shard = shard_for_user_id(user_id)
     now = timezone.now()
-    user = User(id=user_id, name=name, email=email, created_at=now, updated_at=now)
+
+    def insert(alias: str) -> None:
+        # One plain INSERT: Model.save() costs twice as much CPU for the same statement.
+        with connections[alias].cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO users ({USER_COLUMNS}) VALUES (%s, %s, %s, %s, %s)",
+                [user_id, name, email, now, now],
+            )
+
     try:
-        _, lsn = run_write(
-            shard, lambda alias: user.save(using=alias, force_insert=True), atomic=False
-        )
+        _, lsn = run_write(shard, insert, atomic=False)
     except ShardUnavailable as exc:
         if exc.code == ShardUnavailable.code:
             # Nothing was written: free the email now rather than after the claim timeout.
@@ -61,7 +66,7 @@ def _delete_row(alias: str, user_id: uuid.UUID) -> str | None:
 
 def _update_row(alias: str, user_id: uuid.UUID, changes: dict) -> UserRow | None:
     assignments = ", ".join(f"{column} = %s" for column in changes)
-    with connections[alias].cursor() as cursor:
+    with user_cursor(alias) as cursor:
         cursor.execute(
             f"UPDATE users SET {assignments} WHERE id = %s RETURNING {USER_COLUMNS}",
             [*changes.values(), user_id],

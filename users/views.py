@@ -2,13 +2,15 @@
 
 import uuid
 
+import orjson
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from rest_framework import status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from messenger.errors import error_body
+from messenger.errors import error_body, error_response
 from shards.consistency import (
     TOKEN_HEADER,
     InvalidToken,
@@ -17,6 +19,7 @@ from shards.consistency import (
     encode_token,
     merge,
 )
+from shards.errors import ShardUnavailable
 from users import selectors, services
 from users.email_lookup import EmailTaken
 from users.pagination import Cursor, InvalidCursor
@@ -74,8 +77,41 @@ def _conflict(exc: EmailTaken) -> Response:
     )
 
 
+def _retrieve_without_drf(request: HttpRequest, pk: str) -> HttpResponse:
+    """GET /api/v1/users/:id with the same selector, answers and error shapes as
+    `UserViewSet.retrieve`, minus DRF's request wrapping, negotiation and rendering."""
+    try:
+        user_id = uuid.UUID(pk)
+    except ValueError:
+        return error_response(404, "user not found", "not_found")
+    try:
+        positions = decode_token(request.headers.get(TOKEN_HEADER))
+    except InvalidToken as exc:
+        return error_response(400, "invalid input", "validation_error", {TOKEN_HEADER: [str(exc)]})
+    try:
+        user = selectors.get_user(user_id=user_id, positions=positions)
+    except ShardUnavailable as exc:
+        response = error_response(503, str(exc), exc.code, {"shards": exc.shard_names})
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    if user is None:
+        return error_response(404, "user not found", "not_found")
+    return HttpResponse(orjson.dumps(user_representation(user)), content_type="application/json")
+
+
 class UserViewSet(viewsets.ViewSet):
     lookup_value_regex = "[^/]+"
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # GET by id is the hottest path and needs nothing DRF adds: answering it directly
+        # saves ~0.15 ms of ~1 ms of CPU per request (docs/PERFORMANCE_TUNING.md).
+        if request.method == "GET" and "pk" in kwargs:
+            return _retrieve_without_drf(request, kwargs["pk"])
+        return super().dispatch(request, *args, **kwargs)
+
+    def perform_authentication(self, request: Request) -> None:
+        # The API has no authenticators: skip DRF's lazy request.user machinery.
+        pass
 
     @user_list_schema
     def list(self, request: Request) -> Response:
