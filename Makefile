@@ -12,6 +12,7 @@ export PORT
 include database/cluster.mk
 include loadtest/loadtest.mk
 include messenger/admin.mk
+include bench/bench.mk
 
 .PHONY: help system venv dev restart rebuild stop logs health shards migrate-make migrate-up \
 	migrate-down migrate-latest migrate-check test test-coverage lint createsuperuser bench seed
