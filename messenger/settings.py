@@ -74,7 +74,7 @@ PGBOUNCER_BASE_PORT = env.int("PGBOUNCER_BASE_PORT", default=6430)
 DB_CONNECT_TIMEOUT = env.int("DB_CONNECT_TIMEOUT", default=3)
 # Connections each worker may hold per database alias (psycopg_pool through Django).
 DB_POOL_SIZE = env.int("DB_POOL_SIZE", default=20)
-DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=5.0)
+DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=10.0)
 
 
 def _database(url: str) -> dict:

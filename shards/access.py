@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from psycopg_pool import PoolTimeout
 
 from shards.consistency import lsn_to_int
-from shards.errors import ShardUnavailable, WriteOutcomeUnknown
+from shards.errors import ServerBusy, ShardUnavailable, WriteOutcomeUnknown
 from shards.health import monitor
 from shards.topology import Shard
 
@@ -52,7 +53,10 @@ def _attempt(alias: str, fn: Callable[[str], T]) -> T:
         raise KnownDown(f"{alias} is down")
     try:
         return fn(alias)
-    except CONNECTION_ERRORS:
+    except CONNECTION_ERRORS as exc:
+        if isinstance(exc.__cause__, PoolTimeout):
+            # Overload, not a failure: marking the database down would fail every request.
+            raise ServerBusy([_shard_name(alias)], "server busy: retry shortly") from exc
         _close(alias)
         monitor.reset_pool(alias)
         if not monitor.probe(alias):
@@ -64,6 +68,10 @@ def _attempt(alias: str, fn: Callable[[str], T]) -> T:
         _close(alias)
         monitor.report_down(alias)
         raise
+
+
+def _shard_name(alias: str) -> str:
+    return f"shard-{alias.split('_')[1]}"
 
 
 def replica_can_serve(shard: Shard, min_lsn: int | None) -> bool:

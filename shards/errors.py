@@ -23,3 +23,10 @@ class WriteOutcomeUnknown(ShardUnavailable):
     Retrying with the same data is safe (a create with the same email is detected)."""
 
     code = "write_outcome_unknown"
+
+
+class ServerBusy(ShardUnavailable):
+    """No pooled connection became free in time: this worker is overloaded, the database
+    is not known to be down. Nothing was sent to it."""
+
+    code = "server_busy"

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from shards.access import read_primary, run_write
 from shards.consistency import Positions
-from shards.errors import ShardUnavailable
+from shards.errors import ShardUnavailable, WriteOutcomeUnknown
 from shards.routing import canonical_email
 from shards.topology import shard_for_user_id
 from users import email_lookup
@@ -44,7 +44,7 @@ def create_user(*, name: str, email: str) -> tuple[UserRow, Positions]:
     try:
         _, lsn = run_write(shard, insert, atomic=False)
     except ShardUnavailable as exc:
-        if exc.code == ShardUnavailable.code:
+        if not isinstance(exc, WriteOutcomeUnknown):
             # Nothing was written: free the email now rather than after the claim timeout.
             email_lookup.release(email, user_id)
         raise
@@ -106,7 +106,7 @@ def update_user(
             shard, lambda alias: _update_row(alias, user_id, changes), atomic=False
         )
     except ShardUnavailable as exc:
-        if moving and exc.code == ShardUnavailable.code:
+        if moving and not isinstance(exc, WriteOutcomeUnknown):
             email_lookup.release(email, user_id)
         raise
     if user is None:
