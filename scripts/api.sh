@@ -40,7 +40,16 @@ stop() {
 case "${1:-}" in
     start) shift; start "$@" ;;
     stop) stop ;;
-    restart) shift; stop; start "$@" ;;
+    restart)
+        shift
+        if running; then
+            # HUP: gunicorn starts new workers (new code, same listening socket) and lets
+            # the old ones finish their requests, so clients see no gap.
+            kill -HUP "$(cat "$PID_FILE")"
+            echo "api: reloaded (pid $(cat "$PID_FILE")) on :$PORT"
+        else
+            start "$@"
+        fi ;;
     status) if running; then echo "api: running (pid $(cat "$PID_FILE"))"; else echo "api: stopped"; fi ;;
     *) echo "usage: $0 start [--reload]|stop|restart|status" >&2; exit 2 ;;
 esac
