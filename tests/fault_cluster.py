@@ -70,23 +70,20 @@ class FaultCluster:
         return next(i for i in self.launcher.instances(self.settings) if i.name == name)
 
     # --- processes ------------------------------------------------------------------------
-    def up(self) -> None:
+    def _launcher_command(self, command: str) -> None:
         subprocess.run(
-            [sys.executable, "database/cluster.py", "up"],
+            [sys.executable, "database/cluster.py", command],
             cwd=ROOT,
             env={**os.environ, **ENV},
             check=True,
             capture_output=True,
         )
 
+    def up(self) -> None:
+        self._launcher_command("up")
+
     def down(self) -> None:
-        subprocess.run(
-            [sys.executable, "database/cluster.py", "down"],
-            cwd=ROOT,
-            env={**os.environ, **ENV},
-            check=True,
-            capture_output=True,
-        )
+        self._launcher_command("down")
 
     def stop(self, name: str) -> None:
         """Stop one process: `shard-1`, `shard-1-replica` or `pgbouncer-1`."""
