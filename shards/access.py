@@ -54,9 +54,7 @@ def _attempt(alias: str, fn: Callable[[str], T]) -> T:
     try:
         return fn(alias)
     except CONNECTION_ERRORS as exc:
-        if isinstance(exc.__cause__, PoolTimeout):
-            # Overload, not a failure: marking the database down would fail every request.
-            raise ServerBusy([_shard_name(alias)], "server busy: retry shortly") from exc
+        _raise_if_busy(alias, exc)
         _close(alias)
         monitor.reset_pool(alias)
         if not monitor.probe(alias):
@@ -64,10 +62,17 @@ def _attempt(alias: str, fn: Callable[[str], T]) -> T:
             raise
     try:
         return fn(alias)
-    except CONNECTION_ERRORS:
+    except CONNECTION_ERRORS as exc:
+        _raise_if_busy(alias, exc)
         _close(alias)
         monitor.report_down(alias)
         raise
+
+
+def _raise_if_busy(alias: str, exc: BaseException) -> None:
+    if isinstance(exc.__cause__, PoolTimeout):
+        # Overload, not a failure: marking the database down would fail every request.
+        raise ServerBusy([_shard_name(alias)], "server busy: retry shortly") from exc
 
 
 def _shard_name(alias: str) -> str:
