@@ -29,6 +29,13 @@ def error_response(
     return JsonResponse(error_body(message, code, fields), status=status_code)
 
 
+def shard_unavailable_response(exc: ShardUnavailable) -> JsonResponse:
+    """503 naming the shards, with Retry-After (DRF's handler and plain views alike)."""
+    response = error_response(503, str(exc), exc.code, {"shards": exc.shard_names})
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def _flatten(detail) -> list[str] | dict:
     if isinstance(detail, dict):
         return {key: _flatten(value) for key, value in detail.items()}
@@ -41,14 +48,9 @@ def _flatten(detail) -> list[str] | dict:
     return [str(detail)]
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+def api_exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     if isinstance(exc, ShardUnavailable):
-        response = Response(
-            error_body(str(exc), exc.code, {"shards": exc.shard_names}),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+        return shard_unavailable_response(exc)
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         if not isinstance(fields, dict):

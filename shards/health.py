@@ -14,7 +14,6 @@ replayed everything seen so far).
 import collections
 import contextlib
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ import psycopg
 from django.conf import settings
 
 from shards.consistency import lsn_to_int
-from shards.scatter import scatter
+from shards.scatter import gevent_patched, scatter
 from shards.topology import Shard, all_shards
 
 logger = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ PROBE_TIMEOUT = 1.5
 def _time_limit(seconds: float):
     """A client-side limit under gevent: PgBouncer may hold a client up to its
     query_wait_timeout when a server has just died, longer than a probe may take."""
-    if "gevent" in sys.modules and sys.modules["gevent.monkey"].is_module_patched("socket"):
+    if gevent_patched():
         import gevent
 
         return gevent.Timeout(seconds, TimeoutError)

@@ -17,7 +17,8 @@ from shards.topology import Shard
 T = TypeVar("T")
 
 
-def _gevent_patched() -> bool:
+def gevent_patched() -> bool:
+    """Whether gevent has patched this process (gunicorn's gevent worker)."""
     monkey = sys.modules.get("gevent.monkey")
     return bool(monkey and monkey.is_module_patched("socket"))
 
@@ -40,7 +41,7 @@ def _call_in_greenlet(fn: Callable[[Shard], T], shard: Shard) -> T | BaseExcepti
 def scatter(shards: Iterable[Shard], fn: Callable[[Shard], T]) -> dict[int, T | BaseException]:
     """{shard id: fn(shard) or the exception it raised}."""
     shards = list(shards)
-    if len(shards) > 1 and _gevent_patched():
+    if len(shards) > 1 and gevent_patched():
         import gevent
 
         greenlets = [gevent.spawn(_call_in_greenlet, fn, shard) for shard in shards]

@@ -10,7 +10,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from messenger.errors import error_body, error_response
+from messenger.errors import error_body, error_response, shard_unavailable_response
 from shards.consistency import (
     TOKEN_HEADER,
     InvalidToken,
@@ -91,9 +91,7 @@ def _retrieve_without_drf(request: HttpRequest, pk: str) -> HttpResponse:
     try:
         user = selectors.get_user(user_id=user_id, positions=positions)
     except ShardUnavailable as exc:
-        response = error_response(503, str(exc), exc.code, {"shards": exc.shard_names})
-        response["Retry-After"] = str(exc.retry_after)
-        return response
+        return shard_unavailable_response(exc)
     if user is None:
         return error_response(404, "user not found", "not_found")
     return HttpResponse(orjson.dumps(user_representation(user)), content_type="application/json")
@@ -167,11 +165,9 @@ class UserViewSet(viewsets.ViewSet):
         return _with_token(response, request, positions)
 
     @user_retrieve_schema
-    def retrieve(self, request: Request, pk: str) -> Response:
-        user = selectors.get_user(user_id=_user_id(pk), positions=_positions(request))
-        if user is None:
-            raise NotFound("user not found")
-        return Response(user_representation(user))
+    def retrieve(self, request: Request, pk: str) -> HttpResponse:
+        # Reached only for HEAD (dispatch answers GET); one implementation serves both.
+        return _retrieve_without_drf(request._request, pk)
 
     @user_update_schema("PUT", "users_update", "Update a user")
     @user_update_schema("PATCH", "users_partial_update", "Update some fields of a user")

@@ -1,9 +1,8 @@
 """Experimental routes in front of bench.urls (see bench.experiments.settings).
 
-`plain`: GET /api/v1/users/{id} and POST /api/v1/users/ as plain Django views that call
-the same selectors and shard access as our API, validate without a DRF serializer, insert
-the user with one raw INSERT instead of Model.save(), and answer with orjson. Every other
-method and path still goes to our DRF views."""
+`plain`: POST /api/v1/users/ as a plain Django view that calls the same shard access as our
+API, validates without a DRF serializer and answers with orjson. Every other method and path
+goes to our views (GET by id already skips DRF's dispatch in the product)."""
 
 import os
 import uuid
@@ -20,10 +19,10 @@ from django.views.decorators.csrf import csrf_exempt
 from bench.urls import handler400, handler404, handler500  # noqa: F401 - Django reads them
 from messenger.errors import error_response
 from shards.access import run_write
-from shards.consistency import TOKEN_HEADER, InvalidToken, decode_token, encode_token
+from shards.consistency import TOKEN_HEADER, encode_token
 from shards.topology import shard_for_user_id
-from users import email_lookup, selectors
-from users.serializers import iso_utc, user_representation
+from users import email_lookup
+from users.serializers import iso_utc
 from users.views import UserViewSet
 
 DETAIL = {"get": "retrieve", "put": "update", "patch": "partial_update", "delete": "destroy"}
@@ -41,24 +40,6 @@ drf_collection = UserViewSet.as_view({"get": "list", "post": "create"})
 
 def _json(body: dict, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), status=status, content_type="application/json")
-
-
-@csrf_exempt
-def plain_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    if request.method != "GET":
-        return drf_detail(request, pk=pk)
-    try:
-        user_id = uuid.UUID(pk)
-    except ValueError:
-        return error_response(404, "user not found", "not_found")
-    try:
-        positions = decode_token(request.headers.get(TOKEN_HEADER))
-    except InvalidToken:
-        return error_response(400, "invalid consistency token", "invalid")
-    user = selectors.get_user(user_id=user_id, positions=positions)
-    if user is None:
-        return error_response(404, "user not found", "not_found")
-    return _json(user_representation(user))
 
 
 @csrf_exempt
@@ -104,7 +85,7 @@ def plain_collection(request: HttpRequest) -> HttpResponse:
 
 MODE = os.environ.get("EXP_URLS", "plain")
 if MODE == "plain":
-    detail, collection = plain_detail, plain_collection
+    detail, collection = drf_detail, plain_collection
 else:
     detail, collection = (
         NoAuthUserViewSet.as_view(DETAIL),
