@@ -15,16 +15,18 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARDS = 3
+# Two checkouts testing at once on one machine set different offsets (ports of this cluster).
+_OFFSET = int(os.environ.get("FAULT_PORT_OFFSET", "0"))
 ENV = {
     "SHARDING_COUNT": str(SHARDS),
     "CLUSTER_DIR": str(ROOT / "var" / "fault-cluster"),
-    "PRIMARY_BASE_PORT": "25440",
-    "REPLICA_BASE_PORT": "25450",
-    "PGBOUNCER_BASE_PORT": "26430",
-    "CONTROL_DB_PORT": "25439",
+    "PRIMARY_BASE_PORT": str(25440 + _OFFSET),
+    "REPLICA_BASE_PORT": str(25450 + _OFFSET),
+    "PGBOUNCER_BASE_PORT": str(26430 + _OFFSET),
+    "CONTROL_DB_PORT": str(25439 + _OFFSET),
     "CLUSTER_DATABASES": "messenger",
 }
-API_PORT = 18081
+API_PORT = 18081 + _OFFSET
 
 
 def _launcher():
