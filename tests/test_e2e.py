@@ -1,5 +1,6 @@
 """End to end: a real gunicorn with gevent workers on the real cluster."""
 
+import os
 import subprocess
 import sys
 import threading
@@ -130,7 +131,10 @@ print(uid)
         "DJANGO_SETTINGS_MODULE": "messenger.settings",
         "SHARDING_ENABLED": "false",
         "SHARD_DB_NAME": "messenger_test",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5439/control_test",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:{}/control_test".format(
+            os.environ.get("CONTROL_DB_PORT", "5439")
+        ),
+        "PGBOUNCER_BASE_PORT": os.environ.get("PGBOUNCER_BASE_PORT", "6430"),
     }
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True

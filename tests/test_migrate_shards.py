@@ -55,7 +55,9 @@ def test_a_shard_that_cannot_be_reached_fails_the_command_and_not_the_others(sha
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "messenger.settings",
         "SHARD_DB_NAME": "messenger_test",
-        "DATABASE_URL": "postgres://postgres@127.0.0.1:5439/control_test",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:{}/control_test".format(
+            os.environ.get("CONTROL_DB_PORT", "5439")
+        ),
         "SHARD_2_URL": "postgres://postgres@127.0.0.1:1/messenger_test",  # nothing listens
         "DB_CONNECT_TIMEOUT": "1",
     }
