@@ -6,6 +6,7 @@ ever reaches the body."""
 
 import logging
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -51,6 +52,10 @@ def _flatten(detail) -> list[str] | dict:
 def api_exception_handler(exc: Exception, context: dict) -> HttpResponse | None:
     if isinstance(exc, ShardUnavailable):
         return shard_unavailable_response(exc)
+    if isinstance(exc, SuspiciousOperation):
+        # A Host header Django refuses, met while building an absolute link: the request's
+        # fault, answered like Django's own handler400 would.
+        return error_response(400, "bad request", "bad_request")
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail)
         if not isinstance(fields, dict):

@@ -35,16 +35,25 @@ class AdminOnlyMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 to a body larger than MAX_BODY_BYTES before anything reads it.
+    """Answer 413 to a body larger than MAX_BODY_BYTES before anything reads it, and 411 to a
+    chunked body.
 
     DRF parses JSON from the raw stream, so Django's DATA_UPLOAD_MAX_MEMORY_SIZE alone
-    would not stop a large JSON body."""
+    would not stop a large JSON body. Django reads a body by CONTENT_LENGTH only, so a
+    chunked body would look empty and earn a misleading "field required": the client is
+    told to send a length instead (every JSON client can)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return error_response(
+                411,
+                "chunked request bodies are not accepted: send Content-Length",
+                "length_required",
+            )
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

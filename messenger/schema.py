@@ -25,8 +25,9 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(
         help_text=(
             "Stable machine-readable code: validation_error, parse_error, bad_request, not_found,"
-            " email_taken, email_pending, request_too_large, unsupported_media_type,"
-            " method_not_allowed, shard_unavailable, write_outcome_unknown, internal_error."
+            " email_taken, email_pending, user_busy, length_required, request_too_large,"
+            " unsupported_media_type, method_not_allowed, shard_unavailable,"
+            " write_outcome_unknown, server_busy, internal_error."
         )
     )
     fields = serializers.DictField(
@@ -110,8 +111,21 @@ TOO_LARGE = error_response(
         )
     ],
 )
+LENGTH_REQUIRED = error_response(
+    "The body was sent chunked: send it with `Content-Length`.",
+    [
+        _error_example(
+            "Length required",
+            411,
+            {
+                "error": "chunked request bodies are not accepted: send Content-Length",
+                "code": "length_required",
+            },
+        )
+    ],
+)
 UNSUPPORTED_MEDIA_TYPE = error_response(
-    "The body is not `application/json`.",
+    "The body is not `application/json` in UTF-8.",
     [
         _error_example(
             "Unsupported media type",

@@ -128,6 +128,8 @@ REPLICA_MAX_LAG = env.float("REPLICA_MAX_LAG", default=5.0)
 REPLICA_CHECK_INTERVAL = env.float("REPLICA_CHECK_INTERVAL", default=1.0)
 # A claim on an email whose user row never appeared is taken over after this many seconds.
 EMAIL_CLAIM_TIMEOUT = env.float("EMAIL_CLAIM_TIMEOUT", default=30.0)
+# Concurrent email changes of one user take turns; one waits at most this long (409 after).
+USER_LOCK_TIMEOUT = env.float("USER_LOCK_TIMEOUT", default=5.0)
 # Offset pagination reads offset+limit rows from every shard: deeper pages must use the cursor.
 LIST_MAX_OFFSET = env.int("LIST_MAX_OFFSET", default=1000)
 # Seconds a client is told to wait (Retry-After) when a shard is unavailable.

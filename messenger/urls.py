@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.negotiation import DefaultContentNegotiation
 
+from messenger.decorators import require_safe_json
 from messenger.schema import SCHEMA_SETTINGS
 from shards import admin as shard_admin
 from shards import views as shard_views
@@ -12,20 +13,27 @@ admin.site.site_title = "Messenger admin"
 admin.site.site_url = "/api/docs/"  # the site has no pages: "View site" opens the API docs
 
 urlpatterns = [
-    path("health", shard_views.health, name="health"),
-    path("health/ready", shard_views.health_ready, name="health-ready"),
+    path("health", require_safe_json(shard_views.health), name="health"),
+    path("health/ready", require_safe_json(shard_views.health_ready), name="health-ready"),
     path("api/v1/", include("users.urls")),
     path("api/v1/shards/stats", shard_views.ShardStatsView.as_view(), name="shard-stats"),
     # The schema view negotiates (YAML by default, JSON with ?format=json or Accept), unlike
     # the API itself, which only speaks JSON.
     path(
         "api/schema/",
-        SpectacularAPIView.as_view(
-            custom_settings=SCHEMA_SETTINGS, content_negotiation_class=DefaultContentNegotiation
+        require_safe_json(
+            SpectacularAPIView.as_view(
+                custom_settings=SCHEMA_SETTINGS,
+                content_negotiation_class=DefaultContentNegotiation,
+            )
         ),
         name="schema",
     ),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        require_safe_json(SpectacularSwaggerView.as_view(url_name="schema")),
+        name="api-docs",
+    ),
     # Before admin.site.urls, whose catch-all would answer it otherwise.
     path(
         "admin/shards/",

@@ -9,6 +9,7 @@ The signature (Django's HMAC signer keyed by SECRET_KEY) makes the token opaque 
 tamper-proof: a forged position cannot force reads onto the primaries.
 """
 
+from django.conf import settings
 from django.core import signing
 
 TOKEN_HEADER = "X-Consistency-Token"
@@ -33,7 +34,9 @@ def encode_token(positions: Positions) -> str:
 
 
 def decode_token(token: str | None) -> Positions:
-    """The positions in a token; no token means no constraint. Raises InvalidToken."""
+    """The positions in a token; no token means no constraint. Raises InvalidToken, also for
+    a shard this deployment does not have (its position could never be honoured, and
+    merging it would make every later token carry it)."""
     if not token:
         return {}
     try:
@@ -42,9 +45,12 @@ def decode_token(token: str | None) -> Positions:
         for item in filter(None, payload.split(".")):
             shard, lsn = item.split("-")
             positions[int(shard)] = int(lsn, 16)
-        return positions
     except (signing.BadSignature, ValueError) as exc:
         raise InvalidToken("invalid consistency token") from exc
+    unknown = sorted(shard for shard in positions if not 0 <= shard < settings.SHARDING_COUNT)
+    if unknown:
+        raise InvalidToken(f"consistency token names shards that do not exist: {unknown}")
+    return positions
 
 
 def merge(first: Positions, second: Positions) -> Positions:

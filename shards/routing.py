@@ -14,9 +14,12 @@ slots the new shard takes (about 1/(N+1) of keys) and removing the last shard mo
 its own keys. SLOT_COUNT never changes: it is part of the data's address.
 """
 
+import contextlib
 import hashlib
 import uuid
 from functools import lru_cache
+
+import idna
 
 SLOT_COUNT = 4096
 
@@ -29,8 +32,17 @@ def canonical_user_id(value: str | uuid.UUID) -> str:
 
 
 def canonical_email(email: str) -> str:
-    """The routing and uniqueness key of an email: emails are unique case-insensitively."""
-    return email.strip().lower()
+    """The routing and uniqueness key of an email: emails are unique case-insensitively,
+    and an internationalised domain is one mailbox with its ASCII (IDNA) form, so
+    `a@bücher.example` and `a@xn--bcher-kva.example` have one key. A domain that is not a
+    valid IDNA name keeps its lower-cased form (validation refuses it before any write)."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at:
+        return email.strip().lower()
+    if not domain.isascii():
+        with contextlib.suppress(idna.IDNAError):
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+    return f"{local.lower()}@{domain.lower()}"
 
 
 def slot_for_key(key: str) -> int:

@@ -162,3 +162,48 @@ def test_delete_removes_the_row_and_releases_the_email(shards_db):
     services.delete_user(user_id=user.id)
     assert _shards_holding(user.id) == []
     assert _claim("bye@example.com") is None
+
+
+def _all_claims() -> dict[str, uuid.UUID]:
+    claims = {}
+    for shard in all_shards():
+        with connections[shard.primary_alias].cursor() as cursor:
+            cursor.execute("SELECT email, user_id FROM email_lookup")
+            claims.update(cursor.fetchall())
+    return claims
+
+
+def test_concurrent_email_changes_of_one_user_keep_its_claim_in_every_round(shards_db):
+    """Six concurrent changes of one user's email, alternating between two addresses, in
+    many rounds: after each round the address the row holds is claimed by the user, the
+    other address is free, and nobody else can register the row's address."""
+    user, _ = services.create_user(name="Flipper", email="flip-start@example.com")
+    failures = []
+    for round_ in range(30):
+        emails = [f"flip-{round_}-a@example.com", f"flip-{round_}-b@example.com"]
+        barrier = threading.Barrier(6)
+
+        def change(n: int, emails=emails, barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                services.update_user(user_id=user.id, email=emails[n % 2])
+            except EmailTaken:
+                pass  # another change of the same user may hold the address a moment
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=change, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with connections[shard_for_user_id(user.id).primary_alias].cursor() as cursor:
+            cursor.execute("SELECT email FROM users WHERE id = %s", [user.id])
+            (held,) = cursor.fetchone()
+        claims = _all_claims()
+        if claims.get(held) != user.id or set(claims) != {held}:
+            failures.append((round_, held, claims))
+            break
+        with pytest.raises(EmailTaken):
+            services.create_user(name="Intruder", email=held.upper())
+    assert failures == []

@@ -88,25 +88,44 @@ def claim(email: str, user_id: uuid.UUID) -> None:
         raise EmailTaken(key)
     holder, claimed_at, expired = existing
     if holder == user_id:
+        # Left by an earlier change of this user whose outcome was unknown: renew it, so
+        # that a take-over of the old, maybe expired, claim cannot slip in before the row
+        # is written (the renewal and a take-over are both compare-and-set).
+        renewed, _ = run_write(
+            shard,
+            lambda alias: _set_claim(alias, key, user_id, user_id, claimed_at),
+            atomic=False,
+            wal_position=False,
+        )
+        if not renewed:
+            raise EmailTaken(key)
         return
     if _user_holds_email(holder, key):
         raise EmailTaken(key)
     if not expired:
         raise EmailTaken(key, pending=True)
 
-    def take_over(alias: str) -> int:
-        with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "UPDATE email_lookup SET user_id = %s, claimed_at = now()"
-                " WHERE email = %s AND user_id = %s AND claimed_at = %s",
-                [user_id, key, holder, claimed_at],
-            )
-            return cursor.rowcount
-
-    taken, _ = run_write(shard, take_over, atomic=False, wal_position=False)
+    taken, _ = run_write(
+        shard,
+        lambda alias: _set_claim(alias, key, user_id, holder, claimed_at),
+        atomic=False,
+        wal_position=False,
+    )
     if not taken:
         raise EmailTaken(key)
     logger.info("took over the stale email claim of user %s", holder)
+
+
+def _set_claim(alias: str, key: str, user_id: uuid.UUID, holder: uuid.UUID, claimed_at) -> int:
+    """Give the claim on `key` to `user_id`, now, if `holder` still has it as it was read
+    (compare-and-set); the number of rows changed."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "UPDATE email_lookup SET user_id = %s, claimed_at = now()"
+            " WHERE email = %s AND user_id = %s AND claimed_at = %s",
+            [user_id, key, holder, claimed_at],
+        )
+        return cursor.rowcount
 
 
 def still_claimed_by(email: str, user_id: uuid.UUID) -> bool:

@@ -6,7 +6,7 @@ page number, so pages stay stable while rows are inserted and cost the same at a
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 class InvalidCursor(ValueError):
@@ -28,8 +28,10 @@ class Cursor:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             created_at, user_id = raw.split("|")
             moment = datetime.fromisoformat(created_at)
-            if moment.tzinfo is None:
-                raise ValueError("naive timestamp")
+            # Cursors are written in UTC; any other offset is not one of ours, and some
+            # (beyond +/-15:59) PostgreSQL would refuse.
+            if moment.utcoffset() != timedelta(0):
+                raise ValueError("not a UTC timestamp")
             return cls(moment, uuid.UUID(user_id))
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidCursor("invalid cursor") from exc

@@ -14,6 +14,7 @@ from drf_spectacular.utils import (
 from rest_framework import serializers
 
 from messenger.schema import (
+    LENGTH_REQUIRED,
     NOT_FOUND,
     RETRY_AFTER_HEADER,
     SHARD_UNAVAILABLE,
@@ -128,7 +129,8 @@ EMAIL_CONFLICT = OpenApiResponse(
     ErrorSerializer,
     description=(
         "Another user has this email (`email_taken`), or is being created with it right now"
-        " (`email_pending`, with `Retry-After`)."
+        " (`email_pending`, with `Retry-After`); on an update, another change of the same"
+        " user's email is in progress (`user_busy`, with `Retry-After`)."
     ),
     examples=[
         OpenApiExample(
@@ -212,6 +214,7 @@ user_create_schema = extend_schema(
         201: OpenApiResponse(UserSerializer, description="Created."),
         400: bad_request("Missing, empty, unknown or read-only fields, or malformed JSON."),
         409: EMAIL_CONFLICT,
+        411: LENGTH_REQUIRED,
         413: TOO_LARGE,
         415: UNSUPPORTED_MEDIA_TYPE,
         503: SHARD_UNAVAILABLE,
@@ -251,6 +254,7 @@ def user_update_schema(method: str, operation_id: str, summary: str):
             400: bad_request("No field given, or an empty, unknown or read-only field."),
             404: NOT_FOUND,
             409: EMAIL_CONFLICT,
+            411: LENGTH_REQUIRED,
             413: TOO_LARGE,
             415: UNSUPPORTED_MEDIA_TYPE,
             503: SHARD_UNAVAILABLE,

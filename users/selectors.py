@@ -18,6 +18,7 @@ from psycopg.types.datetime import TimestamptzLoader
 from shards.access import run_read
 from shards.consistency import Positions
 from shards.errors import ShardUnavailable
+from shards.routing import canonical_email
 from shards.scatter import scatter
 from shards.topology import Shard, all_shards, shard_by_id, shard_for_user_id
 from users import email_lookup
@@ -81,7 +82,7 @@ def find_user_by_email(*, email: str, positions: Positions) -> UserRow | None:
         return None
     user = get_user(user_id=user_id, positions=positions)
     # A stale claim may point at a user whose email has since changed.
-    if user is None or user.email.strip().lower() != email.strip().lower():
+    if user is None or canonical_email(user.email) != canonical_email(email):
         return None
     return user
 

@@ -1,10 +1,19 @@
 """Input validation and output shape of users. No business rules here (see services)."""
 
+import re
 from datetime import datetime
 
+import idna
 from rest_framework import serializers
 
+from shards.routing import canonical_email
+
 READ_ONLY_FIELDS = ("id", "created_at", "updated_at")
+# RFC 5321: a mailbox is at most 254 octets in a path, its local part at most 64.
+EMAIL_MAX_LENGTH = 254
+LOCAL_PART_MAX_LENGTH = 64
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_DECIMAL = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
 def iso_utc(moment: datetime) -> str:
@@ -22,12 +31,76 @@ def user_representation(user) -> dict:
     }
 
 
+class PlainTextField(serializers.CharField):
+    """A JSON string without control characters. DRF's CharField would turn 123 or true into
+    "123" or "True", and store a newline or an escape character."""
+
+    default_error_messages = {
+        "not_a_string": "Must be a string.",
+        "control_characters": "Must not contain control characters.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        if _CONTROL_CHARACTERS.search(data):
+            self.fail("control_characters")
+        return super().to_internal_value(data)
+
+
+class CanonicalEmailField(serializers.EmailField):
+    """An email whose canonical form (lower-case, IDNA domain: the key that makes it
+    unique) is itself a valid mailbox: a local part of at most 64 characters, at most 254
+    in all. `İ` lower-cases to two characters, and `bücher.example` is `xn--bcher-kva.example`
+    on the wire, so checking what the client typed is not enough."""
+
+    default_error_messages = {
+        "invalid_domain": "Enter a valid domain name.",
+        "local_part_too_long": f"The part before @ must have at most {LOCAL_PART_MAX_LENGTH}"
+        " characters.",
+        "too_long": f"The email must have at most {EMAIL_MAX_LENGTH} characters.",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=EMAIL_MAX_LENGTH, **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+    def run_validation(self, data=serializers.empty):
+        value = super().run_validation(data)
+        domain = value.rpartition("@")[2]
+        if not domain.isascii():
+            try:
+                idna.encode(domain, uts46=True)
+            except idna.IDNAError:
+                self.fail("invalid_domain")
+        key = canonical_email(value)
+        if len(key.rpartition("@")[0]) > LOCAL_PART_MAX_LENGTH:
+            self.fail("local_part_too_long")
+        if len(key) > EMAIL_MAX_LENGTH:
+            self.fail("too_long")
+        return value
+
+
+class DecimalIntegerField(serializers.IntegerField):
+    """A query parameter of plain ASCII digits. DRF's IntegerField also takes "5.0", "+5",
+    " 5", "1_0" and other scripts' digits."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not _DECIMAL.fullmatch(data):
+            self.fail("invalid")
+        return int(data)
+
+
 class UserInputSerializer(serializers.Serializer):
     """Body of POST (all fields) and PUT/PATCH (any non-empty subset). Fields it does not
     know, or that only the server sets, are refused by name rather than ignored."""
 
-    name = serializers.CharField(max_length=255, allow_blank=False, trim_whitespace=True)
-    email = serializers.EmailField(max_length=254)
+    name = PlainTextField(max_length=255, allow_blank=False, trim_whitespace=True)
+    email = CanonicalEmailField()
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
@@ -53,8 +126,8 @@ class UserInputSerializer(serializers.Serializer):
 
 
 class ListQuerySerializer(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    limit = DecimalIntegerField(min_value=1, max_value=100, default=20)
+    offset = DecimalIntegerField(min_value=0, default=0)
     cursor = serializers.CharField(required=False, allow_blank=False)
     email = serializers.CharField(required=False, allow_blank=False, max_length=254)
     partial = serializers.BooleanField(default=False)

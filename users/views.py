@@ -1,5 +1,6 @@
 """HTTP layer of the users API: parse the request, call a service or selector, answer."""
 
+import re
 import uuid
 
 import orjson
@@ -32,6 +33,15 @@ from users.schema import (
 )
 from users.serializers import ListQuerySerializer, UserInputSerializer, user_representation
 
+# A user id in a path is the hyphenated UUID, in any case; Python's UUID() would also take
+# the braced, urn: and 32-hex spellings, which would make one user answer at four paths.
+_USER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
+def parse_user_id(raw: str) -> uuid.UUID | None:
+    """The id a path names, or None when it is not a hyphenated UUID."""
+    return uuid.UUID(raw) if _USER_ID.fullmatch(raw) else None
+
 
 def _positions(request: Request) -> Positions:
     try:
@@ -41,15 +51,17 @@ def _positions(request: Request) -> Positions:
 
 
 def _user_id(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError as exc:
+    user_id = parse_user_id(raw)
+    if user_id is None:
         # A malformed id names no user: 404, like any other id that does not exist.
-        raise NotFound("user not found") from exc
+        raise NotFound("user not found")
+    return user_id
 
 
-def _with_token(response: Response, request: Request, positions: Positions) -> Response:
-    token = merge(_positions(request), positions)
+def _with_token(response: Response, known: Positions, written: Positions) -> Response:
+    """`known`: the positions the request's token carried (decoded before any write, so an
+    invalid token is refused before anything changes); `written`: those of this request."""
+    token = merge(known, written)
     if token:
         response[TOKEN_HEADER] = encode_token(token)
     return response
@@ -80,9 +92,8 @@ def _conflict(exc: EmailTaken) -> Response:
 def _retrieve_without_drf(request: HttpRequest, pk: str) -> HttpResponse:
     """GET /api/v1/users/:id with the same selector, answers and error shapes as
     `UserViewSet.retrieve`, minus DRF's request wrapping, negotiation and rendering."""
-    try:
-        user_id = uuid.UUID(pk)
-    except ValueError:
+    user_id = parse_user_id(pk)
+    if user_id is None:
         return error_response(404, "user not found", "not_found")
     try:
         positions = decode_token(request.headers.get(TOKEN_HEADER))
@@ -154,6 +165,7 @@ class UserViewSet(viewsets.ViewSet):
 
     @user_create_schema
     def create(self, request: Request) -> Response:
+        known = _positions(request)
         data = UserInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -162,7 +174,7 @@ class UserViewSet(viewsets.ViewSet):
             return _conflict(exc)
         response = Response(user_representation(user), status=status.HTTP_201_CREATED)
         response["Location"] = f"/api/v1/users/{user.id}"
-        return _with_token(response, request, positions)
+        return _with_token(response, known, positions)
 
     @user_retrieve_schema
     def retrieve(self, request: Request, pk: str) -> HttpResponse:
@@ -174,6 +186,7 @@ class UserViewSet(viewsets.ViewSet):
     def update(self, request: Request, pk: str) -> Response:
         # PUT changes only the fields given, like PATCH (the seed's documented behaviour).
         user_id = _user_id(pk)
+        known = _positions(request)
         data = UserInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         try:
@@ -182,14 +195,26 @@ class UserViewSet(viewsets.ViewSet):
             raise NotFound("user not found") from exc
         except EmailTaken as exc:
             return _conflict(exc)
-        return _with_token(Response(user_representation(user)), request, positions)
+        except services.UserBusy:
+            response = Response(
+                error_body(
+                    "another change of this user's email is in progress; retry shortly",
+                    "user_busy",
+                ),
+                status=status.HTTP_409_CONFLICT,
+            )
+            response["Retry-After"] = "1"
+            return response
+        return _with_token(Response(user_representation(user)), known, positions)
 
     partial_update = update
 
     @user_destroy_schema
     def destroy(self, request: Request, pk: str) -> Response:
+        user_id = _user_id(pk)
+        known = _positions(request)
         try:
-            positions = services.delete_user(user_id=_user_id(pk))
+            positions = services.delete_user(user_id=user_id)
         except services.UserNotFound as exc:
             raise NotFound("user not found") from exc
-        return _with_token(Response(status=status.HTTP_204_NO_CONTENT), request, positions)
+        return _with_token(Response(status=status.HTTP_204_NO_CONTENT), known, positions)
