@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
 from messenger.errors import error_response
+from shards.consistency import TOKEN_HEADER, InvalidToken, decode_token, positions_of_request
 
 # Only the admin needs sessions, authentication and messages. The admin protects its own
 # forms with csrf_protect, so CSRF needs no middleware here.
@@ -63,3 +64,22 @@ class BodySizeLimitMiddleware:
                 413, f"request body larger than {self.limit} bytes", "request_too_large"
             )
         return self.get_response(request)
+
+
+class ConsistencyTokenMiddleware:
+    """Decode `X-Consistency-Token` before any view runs, so a request with an invalid token
+    is a 400 that changed nothing, and make its positions the request's (the router reads
+    them to decide whether a replica may answer)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            positions = decode_token(request.headers.get(TOKEN_HEADER))
+        except InvalidToken as exc:
+            return error_response(
+                400, "invalid input", "validation_error", {TOKEN_HEADER: [str(exc)]}
+            )
+        with positions_of_request(positions):
+            return self.get_response(request)

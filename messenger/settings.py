@@ -41,6 +41,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "messenger.middleware.BodySizeLimitMiddleware",
+    "messenger.middleware.ConsistencyTokenMiddleware",
     # Sessions, CSRF, auth and messages only run for /admin/ (see messenger.middleware):
     # the API path carries none of them.
     "messenger.middleware.AdminOnlyMiddleware",

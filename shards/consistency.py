@@ -9,6 +9,10 @@ The signature (Django's HMAC signer keyed by SECRET_KEY) makes the token opaque 
 tamper-proof: a forged position cannot force reads onto the primaries.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from django.conf import settings
 from django.core import signing
 
@@ -16,6 +20,10 @@ TOKEN_HEADER = "X-Consistency-Token"
 _SIGNER = signing.Signer(salt="shards.consistency")
 
 Positions = dict[int, int]
+# The positions the current request's token carries: set once per request by
+# messenger.middleware.ConsistencyTokenMiddleware, read by the router when it decides whether
+# a replica may answer (the way multi-database "pinning" routers carry request state).
+_request_positions: ContextVar[Positions | None] = ContextVar("request_positions", default=None)
 
 
 class InvalidToken(ValueError):
@@ -58,3 +66,17 @@ def merge(first: Positions, second: Positions) -> Positions:
     for shard, lsn in second.items():
         merged[shard] = max(lsn, merged.get(shard, 0))
     return merged
+
+
+def request_positions() -> Positions:
+    """The positions of the current request's token ({} outside a request)."""
+    return _request_positions.get() or {}
+
+
+@contextmanager
+def positions_of_request(positions: Positions) -> Iterator[None]:
+    reset = _request_positions.set(positions)
+    try:
+        yield
+    finally:
+        _request_positions.reset(reset)

@@ -6,6 +6,7 @@ its own Django connections (greenlets have their own context), so they are hande
 the pool when the greenlet ends instead of leaking until garbage collection.
 """
 
+import contextvars
 import sys
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -44,7 +45,12 @@ def scatter(shards: Iterable[Shard], fn: Callable[[Shard], T]) -> dict[int, T | 
     if len(shards) > 1 and gevent_patched():
         import gevent
 
-        greenlets = [gevent.spawn(_call_in_greenlet, fn, shard) for shard in shards]
+        # A new greenlet starts with an empty context: each gets a copy of the caller's, so
+        # the request's consistency token reaches the router in every greenlet.
+        greenlets = [
+            gevent.spawn(contextvars.copy_context().run, _call_in_greenlet, fn, shard)
+            for shard in shards
+        ]
         gevent.joinall(greenlets)
         return {shard.id: g.value for shard, g in zip(shards, greenlets, strict=True)}
     return {shard.id: _call(fn, shard) for shard in shards}

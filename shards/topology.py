@@ -28,10 +28,6 @@ def all_shards() -> tuple[Shard, ...]:
     )
 
 
-def shard_count() -> int:
-    return settings.SHARDING_COUNT
-
-
 def shard_by_id(shard_id: int) -> Shard:
     return all_shards()[shard_id]
 
@@ -45,9 +41,24 @@ def shard_for_email(email: str) -> Shard:
     return all_shards()[routing.shard_for_email(email, settings.SHARDING_COUNT)]
 
 
+def shard_for_key(key: str) -> Shard:
+    """The shard of a routing key already in its canonical text form."""
+    return all_shards()[routing.shard_for_key(key, settings.SHARDING_COUNT)]
+
+
+@cache
+def _shards_by_alias() -> dict[str, Shard]:
+    return {
+        alias: shard
+        for shard in all_shards()
+        for alias in (shard.primary_alias, shard.replica_alias)
+    }
+
+
+def shard_for_alias(alias: str) -> Shard | None:
+    """The shard a database alias (primary or replica) belongs to; None for `default`."""
+    return _shards_by_alias().get(alias)
+
+
 def is_shard_alias(alias: str) -> bool:
-    return alias.startswith("shard_")
-
-
-def primary_aliases() -> list[str]:
-    return [shard.primary_alias for shard in all_shards()]
+    return alias in _shards_by_alias()

@@ -58,7 +58,7 @@ def _truncate_shards() -> None:
 
     for shard in all_shards():
         with connections[shard.primary_alias].cursor() as cursor:
-            cursor.execute("TRUNCATE users, email_lookup")
+            cursor.execute("TRUNCATE users, email_lookup CASCADE")
         connections[shard.primary_alias].close()
 
 

@@ -120,7 +120,7 @@ class FaultCluster:
         )
         for shard in range(SHARDS):
             with self.primary(shard) as conn:
-                conn.execute("TRUNCATE users, email_lookup")
+                conn.execute("TRUNCATE users, email_lookup CASCADE")
 
     def start_api(self) -> None:
         with socket.socket() as sock:

@@ -463,8 +463,11 @@ def test_the_migration_counts_in_the_migrations_guide_are_those_on_disk():
 
     on_disk = MigrationLoader(None, ignore_no_migrations=True).disk_migrations
     text = (DOCS / "MIGRATIONS.md").read_text()
+    product = {app for app, _ in on_disk if not app.startswith("sharded_messages")}
     for alias, count in re.findall(r"(?m)^ +(default|shard_\d+): (\d+) applied$", text):
-        expected = sum(1 for app, _ in on_disk if router.allow_migrate(alias, app))
+        expected = sum(
+            1 for app, _ in on_disk if app in product and router.allow_migrate(alias, app)
+        )
         assert int(count) == expected, f"{alias}: the guide says {count}, disk has {expected}"
 
 

@@ -21,6 +21,7 @@ from shards.health import monitor
 from shards.routing import canonical_email
 from shards.topology import Shard, shard_for_user_id
 from users import email_lookup
+from users.models import User
 from users.selectors import USER_COLUMNS, UserRow, user_cursor
 
 
@@ -102,16 +103,21 @@ def create_user(*, name: str, email: str) -> tuple[UserRow, Positions]:
     # user row if it was.
     slow = time.monotonic() - started > settings.EMAIL_CLAIM_TIMEOUT / 2
     if slow and not email_lookup.still_claimed_by(email, user_id):
-        run_write(shard, lambda alias: _delete_row(alias, user_id), atomic=False)
+        run_write(shard, lambda alias: _delete_user_row(user_id))
         raise email_lookup.EmailTaken(email)
     return UserRow(user_id, name, email, now, now), {shard.id: lsn} if lsn else {}
 
 
-def _delete_row(alias: str, user_id: uuid.UUID) -> str | None:
-    with connections[alias].cursor() as cursor:
-        cursor.execute("DELETE FROM users WHERE id = %s RETURNING email", [user_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
+def _delete_user_row(user_id: uuid.UUID) -> str | None:
+    """Delete the user and, by Django's cascade, the rows that live with it on its shard;
+    the email it held, or None if there was no such user. Runs in run_write's transaction:
+    the row is locked from the read to the delete."""
+    users = User.objects.for_key(user_id).select_for_update().filter(id=user_id)
+    user = next(iter(users.only("id", "email")[:1]), None)
+    if user is None:
+        return None
+    user.delete()
+    return user.email
 
 
 def _update_row(alias: str, user_id: uuid.UUID, changes: dict) -> UserRow | None:
@@ -176,7 +182,7 @@ def _write_update(shard: Shard, user_id: uuid.UUID, changes: dict) -> tuple[User
 def delete_user(*, user_id: uuid.UUID) -> Positions:
     """Delete the row, then release its email. Raises UserNotFound."""
     shard = shard_for_user_id(user_id)
-    email, lsn = run_write(shard, lambda alias: _delete_row(alias, user_id), atomic=False)
+    email, lsn = run_write(shard, lambda alias: _delete_user_row(user_id))
     if email is None:
         raise UserNotFound(user_id)
     email_lookup.release(email, user_id)

@@ -12,14 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from messenger.errors import error_body, error_response, shard_unavailable_response
-from shards.consistency import (
-    TOKEN_HEADER,
-    InvalidToken,
-    Positions,
-    decode_token,
-    encode_token,
-    merge,
-)
+from shards.consistency import TOKEN_HEADER, Positions, encode_token, merge, request_positions
 from shards.errors import ShardUnavailable
 from users import selectors, services
 from users.email_lookup import EmailTaken
@@ -43,13 +36,6 @@ def parse_user_id(raw: str) -> uuid.UUID | None:
     return uuid.UUID(raw) if _USER_ID.fullmatch(raw) else None
 
 
-def _positions(request: Request) -> Positions:
-    try:
-        return decode_token(request.headers.get(TOKEN_HEADER))
-    except InvalidToken as exc:
-        raise ValidationError({TOKEN_HEADER: [str(exc)]}) from exc
-
-
 def _user_id(raw: str) -> uuid.UUID:
     user_id = parse_user_id(raw)
     if user_id is None:
@@ -59,8 +45,9 @@ def _user_id(raw: str) -> uuid.UUID:
 
 
 def _with_token(response: Response, known: Positions, written: Positions) -> Response:
-    """`known`: the positions the request's token carried (decoded before any write, so an
-    invalid token is refused before anything changes); `written`: those of this request."""
+    """`known`: the positions the request's token carried (decoded by
+    ConsistencyTokenMiddleware before any view runs, so an invalid token is refused before
+    anything changes); `written`: those of this request."""
     token = merge(known, written)
     if token:
         response[TOKEN_HEADER] = encode_token(token)
@@ -96,11 +83,7 @@ def _retrieve_without_drf(request: HttpRequest, pk: str) -> HttpResponse:
     if user_id is None:
         return error_response(404, "user not found", "not_found")
     try:
-        positions = decode_token(request.headers.get(TOKEN_HEADER))
-    except InvalidToken as exc:
-        return error_response(400, "invalid input", "validation_error", {TOKEN_HEADER: [str(exc)]})
-    try:
-        user = selectors.get_user(user_id=user_id, positions=positions)
+        user = selectors.get_user(user_id=user_id, positions=request_positions())
     except ShardUnavailable as exc:
         return shard_unavailable_response(exc)
     if user is None:
@@ -127,7 +110,7 @@ class UserViewSet(viewsets.ViewSet):
         query = ListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        positions = _positions(request)
+        positions = request_positions()
         if "email" in params:
             user = selectors.find_user_by_email(email=params["email"], positions=positions)
             results = [user_representation(user)] if user else []
@@ -165,7 +148,7 @@ class UserViewSet(viewsets.ViewSet):
 
     @user_create_schema
     def create(self, request: Request) -> Response:
-        known = _positions(request)
+        known = request_positions()
         data = UserInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -186,7 +169,7 @@ class UserViewSet(viewsets.ViewSet):
     def update(self, request: Request, pk: str) -> Response:
         # PUT changes only the fields given, like PATCH (the seed's documented behaviour).
         user_id = _user_id(pk)
-        known = _positions(request)
+        known = request_positions()
         data = UserInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         try:
@@ -212,7 +195,7 @@ class UserViewSet(viewsets.ViewSet):
     @user_destroy_schema
     def destroy(self, request: Request, pk: str) -> Response:
         user_id = _user_id(pk)
-        known = _positions(request)
+        known = request_positions()
         try:
             positions = services.delete_user(user_id=user_id)
         except services.UserNotFound as exc:

@@ -1,0 +1,47 @@
+"""How a model says it is sharded, and the manager that carries its shard key to the router.
+
+A sharded model subclasses `ShardedModel` and names its shard key field: `shard_key = "id"`
+for users, `shard_key = "user_id"` for a model whose rows live with their user. Its queries
+name the key, `Model.objects.for_key(key)`, and `shards.router.ShardRouter` sends them to
+that key's shard: writes to the primary, reads to the replica when it may serve them. A
+model with `shard_key = None` is shard-local (a table every shard has, such as per-shard
+counters) and is queried shard by shard with `for_shard(shard)`. A query that names neither
+raises `ShardingError`: a forgotten key is a bug, never a silent read of `default`.
+"""
+
+from typing import Any, ClassVar
+
+from django.db import models
+
+
+class ShardedManager(models.Manager):
+    def for_key(self, key: Any) -> models.QuerySet:
+        """Rows whose shard key is `key`, on that key's shard (Django's `db_manager` hints
+        reach the router with every query of the queryset)."""
+        return self.db_manager(hints={"shard_key": key}).get_queryset()
+
+    def for_shard(self, shard) -> models.QuerySet:
+        """Rows of one shard (a `shards.topology.Shard`), for shard-local tables and
+        scans that visit every shard."""
+        return self.db_manager(hints={"shard": shard}).get_queryset()
+
+
+class ShardedModel(models.Model):
+    # The attribute whose value picks the shard, or None for a shard-local table.
+    shard_key: ClassVar[str | None] = None
+
+    objects = ShardedManager()
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def routing_key(cls, value: Any) -> str:
+        """The text the shard key's value hashes as: the field's Python value as text (a
+        UUID in its canonical lower-case, hyphenated form). Override for keys with a
+        canonical form of their own."""
+        return str(cls._meta.get_field(cls.shard_key).to_python(value))
+
+
+def is_sharded(model: type[models.Model]) -> bool:
+    return issubclass(model, ShardedModel)
