@@ -5,8 +5,9 @@ from rest_framework.negotiation import DefaultContentNegotiation
 
 from messenger.decorators import require_safe_json
 from messenger.schema import SCHEMA_SETTINGS
-from shards import admin as shard_admin
 from shards import views as shard_views
+from users import shard_overview
+from users.views import ShardStatsView
 
 admin.site.site_header = "Messenger administration"
 admin.site.site_title = "Messenger admin"
@@ -16,7 +17,7 @@ urlpatterns = [
     path("health", require_safe_json(shard_views.health), name="health"),
     path("health/ready", require_safe_json(shard_views.health_ready), name="health-ready"),
     path("api/v1/", include("users.urls")),
-    path("api/v1/shards/stats", shard_views.ShardStatsView.as_view(), name="shard-stats"),
+    path("api/v1/shards/stats", ShardStatsView.as_view(), name="shard-stats"),
     # The schema view negotiates (YAML by default, JSON with ?format=json or Accept), unlike
     # the API itself, which only speaks JSON.
     path(
@@ -37,7 +38,7 @@ urlpatterns = [
     # Before admin.site.urls, whose catch-all would answer it otherwise.
     path(
         "admin/shards/",
-        admin.site.admin_view(shard_admin.shard_overview),
+        admin.site.admin_view(shard_overview.shard_overview),
         name="admin-shard-overview",
     ),
     path("admin/", admin.site.urls),

@@ -11,6 +11,9 @@ a failure during COMMIT means the outcome is unknown (WriteOutcomeUnknown).
 
 A database the health view knows to be down is not tried at all, so its shard fails in
 microseconds instead of making every request wait for a connection timeout.
+
+`fn(alias)` runs with `alias` pinned (`shards.router.pinned`): the ORM queries in it go where
+this module decided, the router's own choice for a first read, the primary for a fallback.
 """
 
 import contextlib
@@ -21,10 +24,11 @@ from typing import TypeVar
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from psycopg_pool import PoolTimeout
 
-from shards.consistency import lsn_to_int
+from shards.consistency import lsn_to_int, request_positions
 from shards.errors import ServerBusy, ShardUnavailable, WriteOutcomeUnknown
 from shards.health import monitor
-from shards.topology import Shard
+from shards.router import pinned, read_alias
+from shards.topology import Shard, shard_for_alias
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +56,8 @@ def _attempt(alias: str, fn: Callable[[str], T]) -> T:
     if not monitor.is_up(alias):
         raise KnownDown(f"{alias} is down")
     try:
-        return fn(alias)
+        with pinned(alias):
+            return fn(alias)
     except CONNECTION_ERRORS as exc:
         _raise_if_busy(alias, exc)
         _close(alias)
@@ -61,7 +66,8 @@ def _attempt(alias: str, fn: Callable[[str], T]) -> T:
             monitor.report_down(alias)
             raise
     try:
-        return fn(alias)
+        with pinned(alias):
+            return fn(alias)
     except CONNECTION_ERRORS as exc:
         _raise_if_busy(alias, exc)
         _close(alias)
@@ -76,28 +82,26 @@ def _raise_if_busy(alias: str, exc: BaseException) -> None:
 
 
 def _shard_name(alias: str) -> str:
-    return f"shard-{alias.split('_')[1]}"
-
-
-def replica_can_serve(shard: Shard, min_lsn: int | None) -> bool:
-    state = monitor.state(shard.id)
-    if not state.replica_ok:
-        return False
-    return min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
+    return shard_for_alias(alias).name
 
 
 def run_read(
     shard: Shard,
-    fn: Callable[[str], T],
+    read: Callable[[], T],
     *,
-    min_lsn: int | None = None,
     confirm_on_primary: Callable[[T], bool] | None = None,
 ) -> T:
-    """fn(alias) on the replica or the primary of `shard`.
+    """read() on the replica or the primary of `shard`: where the router sends it (the
+    replica when it holds the request's consistency token), then the fallbacks.
 
     `confirm_on_primary(result)` says when a replica's answer must be checked on the
     primary (a row missing on the replica may just not have arrived yet)."""
-    if replica_can_serve(shard, min_lsn):
+    min_lsn = request_positions().get(shard.id)
+
+    def fn(alias: str) -> T:
+        return read()
+
+    if read_alias(shard) == shard.replica_alias:
         try:
             result = _attempt(shard.replica_alias, fn)
         except CONNECTION_ERRORS:
@@ -124,10 +128,10 @@ def run_read(
         raise ShardUnavailable([shard.name]) from exc
 
 
-def read_primary(shard: Shard, fn: Callable[[str], T]) -> T:
-    """fn(alias) on the primary only: for reads that decide a write."""
+def read_primary(shard: Shard, read: Callable[[], T]) -> T:
+    """read() on the primary only: for reads that decide a write."""
     try:
-        return _attempt(shard.primary_alias, fn)
+        return _attempt(shard.primary_alias, lambda alias: read())
     except CONNECTION_ERRORS as exc:
         raise ShardUnavailable([shard.name]) from exc
 
@@ -155,9 +159,9 @@ def _unknown_outcome(shard: Shard) -> WriteOutcomeUnknown:
 
 
 def run_write(
-    shard: Shard, fn: Callable[[str], T], *, atomic: bool = True, wal_position: bool = True
+    shard: Shard, write: Callable[[], T], *, atomic: bool = True, wal_position: bool = True
 ) -> tuple[T, int | None]:
-    """(fn(alias) committed on the primary, WAL position after the commit or None).
+    """(write() committed on the primary, WAL position after the commit or None).
 
     `atomic=False` is for work of one statement, which autocommit makes atomic anyway:
     it saves the BEGIN and COMMIT round trips. `wal_position=False` skips reading the
@@ -170,14 +174,14 @@ def run_write(
             # COMMIT was under way when the connection died: never run the body twice.
             raise _unknown_outcome(shard)
         with transaction.atomic(using=alias):
-            result = fn(alias)
+            result = write()
             body_done = True
         return result
 
     def single_statement(alias: str) -> T:
         connections[alias].ensure_connection()
         try:
-            return fn(alias)
+            return write()
         except CONNECTION_ERRORS as exc:
             if _refused_before_running(exc):
                 raise

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.cluster
 def test_waiting_too_long_for_a_pooled_connection_is_busy_not_down(shards_db):
     shard = shard_by_id(0)
 
-    def pool_exhausted(alias: str):
+    def pool_exhausted():
         try:
             raise PoolTimeout("couldn't get a connection after 10.00 sec")
         except PoolTimeout as exc:

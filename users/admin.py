@@ -16,21 +16,27 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.http import urlencode
 
 from shards.access import run_read
-from shards.consistency import InvalidToken, Positions, decode_token, encode_token, merge
+from shards.consistency import (
+    InvalidToken,
+    Positions,
+    decode_token,
+    encode_token,
+    merge,
+    positions_of_request,
+)
 from shards.errors import ShardUnavailable
 from shards.topology import Shard, all_shards, shard_by_id, shard_for_user_id
 from users import selectors, services
 from users.email_lookup import EmailTaken
 from users.models import User
 from users.pagination import Cursor, InvalidCursor
-from users.selectors import USER_COLUMNS, UserRow
+from users.user_queries import page as user_page
 
 PAGE_SIZE = 25
 SESSION_TOKEN_KEY = "users_consistency_token"
@@ -45,7 +51,7 @@ class UserForm(forms.Form):
 
 @dataclass(frozen=True)
 class Found:
-    user: UserRow
+    user: User
     shard: Shard
 
 
@@ -62,7 +68,7 @@ def _remember_writes(request: HttpRequest, positions: Positions) -> None:
         request.session[SESSION_TOKEN_KEY] = encode_token(token)
 
 
-def _log_object(user: UserRow) -> User:
+def _log_object(user: User) -> User:
     """An unsaved model instance for the admin's action log, which records the content type,
     id and text of what changed (the row itself lives on a shard, not in `default`)."""
     return User(id=user.id, name=user.name, email=user.email)
@@ -77,25 +83,12 @@ def _parse_uuid(text: str) -> uuid.UUID | None:
 
 def shard_page(
     shard: Shard, *, after: Cursor | None, limit: int, positions: Positions
-) -> tuple[list[UserRow], Cursor | None]:
+) -> tuple[list, Cursor | None]:
     """One page of one shard's users, newest first, after `after` (keyset: an index scan on
     (created_at, id) whatever the depth); returns the rows and the cursor of the next page."""
-    if after is None:
-        sql = f"SELECT {USER_COLUMNS} FROM users ORDER BY created_at DESC, id DESC LIMIT %s"
-        params: list = [limit + 1]
-    else:
-        sql = (
-            f"SELECT {USER_COLUMNS} FROM users WHERE (created_at, id) < (%s, %s)"
-            " ORDER BY created_at DESC, id DESC LIMIT %s"
-        )
-        params = [after.created_at, after.id, limit + 1]
-
-    def fetch(alias: str) -> list[UserRow]:
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            return [UserRow(*row) for row in cursor.fetchall()]
-
-    rows = run_read(shard, fetch, min_lsn=positions.get(shard.id))
+    position = None if after is None else (after.created_at, after.id)
+    with positions_of_request(positions):
+        rows = run_read(shard, lambda: user_page(shard, position, limit + 1))
     page = rows[:limit]
     next_cursor = Cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return page, next_cursor
@@ -104,10 +97,11 @@ def shard_page(
 def find_users(query: str, positions: Positions) -> list[Found]:
     """A user id is routed to its shard; an email goes through the email lookup."""
     user_id = _parse_uuid(query)
-    if user_id is not None:
-        user = selectors.get_user(user_id=user_id, positions=positions)
-    else:
-        user = selectors.find_user_by_email(email=query, positions=positions)
+    with positions_of_request(positions):
+        if user_id is not None:
+            user = selectors.get_user(user_id=user_id)
+        else:
+            user = selectors.find_user_by_email(email=query)
     return [Found(user, shard_for_user_id(user.id))] if user else []
 
 
@@ -151,14 +145,15 @@ class ShardedUserAdmin(admin.ModelAdmin):
         messages.warning(request, f"No shard {raw!r}: showing shard-0.")
         return shard_by_id(0)
 
-    def _load_user(self, request: HttpRequest, object_id: str) -> UserRow | HttpResponse:
+    def _load_user(self, request: HttpRequest, object_id: str) -> User | HttpResponse:
         """The user, or the redirect that explains why it cannot be shown."""
         user_id = _parse_uuid(object_id)
         if user_id is None:
             messages.warning(request, f"{object_id!r} is not a user id.")
             return HttpResponseRedirect(self._changelist_url())
         try:
-            user = selectors.get_user(user_id=user_id, positions=_session_positions(request))
+            with positions_of_request(_session_positions(request)):
+                user = selectors.get_user(user_id=user_id)
         except ShardUnavailable as exc:
             messages.error(request, str(exc))
             return HttpResponseRedirect(self._changelist_url(shard_for_user_id(user_id)))
@@ -252,7 +247,7 @@ class ShardedUserAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/users/user_change.html", context)
 
     def _save(
-        self, request: HttpRequest, user: UserRow, shard: Shard, form: UserForm
+        self, request: HttpRequest, user: User, shard: Shard, form: UserForm
     ) -> HttpResponse | None:
         """Apply the form through the service; None when the form shows an error instead."""
         changes = {field: form.cleaned_data[field] for field in form.changed_data}

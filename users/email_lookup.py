@@ -20,14 +20,19 @@ because the user row it points to no longer holds the email.
 
 import logging
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, router
+from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 
 from shards.access import read_primary, run_read, run_write
 from shards.errors import ShardUnavailable
 from shards.routing import canonical_email
 from shards.topology import shard_for_email, shard_for_user_id
+from users import user_queries
+from users.models import EmailLookup
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +46,47 @@ class EmailTaken(Exception):
 
 def _user_holds_email(user_id: uuid.UUID, email: str) -> bool:
     """Whether the user row exists and has this email (read on its primary)."""
-
-    def fetch(alias: str) -> str | None:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT email FROM users WHERE id = %s", [user_id])
-            row = cursor.fetchone()
-        return row[0] if row else None
-
-    current = read_primary(shard_for_user_id(user_id), fetch)
+    current = read_primary(shard_for_user_id(user_id), lambda: user_queries.email_of(user_id))
     return current is not None and canonical_email(current) == email
+
+
+def _insert_claim(key: str, user_id: uuid.UUID) -> bool:
+    """Whether the claim was inserted (False: someone holds the email). SQL because the ORM
+    cannot say INSERT ... ON CONFLICT DO NOTHING and learn whether the row went in
+    (bulk_create(ignore_conflicts=True) does not tell), and a read first would race."""
+    alias = router.db_for_write(EmailLookup, shard_key=key)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO email_lookup (email, user_id, claimed_at)"
+            " VALUES (%s, %s, now()) ON CONFLICT (email) DO NOTHING RETURNING user_id",
+            [key, user_id],
+        )
+        return cursor.fetchone() is not None
+
+
+def _holder(key: str) -> tuple | None:
+    """(user id, claimed_at, expired) of the claim on `key`, or None."""
+    expired = ExpressionWrapper(
+        Q(claimed_at__lt=Now() - timedelta(seconds=settings.EMAIL_CLAIM_TIMEOUT)),
+        output_field=BooleanField(),
+    )
+    return (
+        EmailLookup.objects.for_key(key)
+        .filter(email=key)
+        .annotate(expired=expired)
+        .values_list("user_id", "claimed_at", "expired")
+        .first()
+    )
+
+
+def _set_claim(key: str, user_id: uuid.UUID, holder: uuid.UUID, claimed_at) -> int:
+    """Give the claim on `key` to `user_id`, now, if `holder` still has it as it was read
+    (compare-and-set); the number of rows changed."""
+    return (
+        EmailLookup.objects.for_key(key)
+        .filter(email=key, user_id=holder, claimed_at=claimed_at)
+        .update(user_id=user_id, claimed_at=Now())
+    )
 
 
 def claim(email: str, user_id: uuid.UUID) -> None:
@@ -57,32 +94,16 @@ def claim(email: str, user_id: uuid.UUID) -> None:
     created with it."""
     key = canonical_email(email)
     shard = shard_for_email(key)
-
-    def insert(alias: str):
-        with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO email_lookup (email, user_id, claimed_at)"
-                " VALUES (%s, %s, now()) ON CONFLICT (email) DO NOTHING RETURNING user_id",
-                [key, user_id],
-            )
-            return cursor.fetchone()
-
-    inserted, _ = run_write(shard, insert, atomic=False, wal_position=False)
+    inserted, _ = run_write(
+        shard, lambda: _insert_claim(key, user_id), atomic=False, wal_position=False
+    )
     if inserted:
         return
-
-    def holder_of(alias: str):
-        with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "SELECT user_id, claimed_at, claimed_at < now() - make_interval(secs => %s)"
-                " FROM email_lookup WHERE email = %s",
-                [settings.EMAIL_CLAIM_TIMEOUT, key],
-            )
-            return cursor.fetchone()
-
-    existing = read_primary(shard, holder_of)
+    existing = read_primary(shard, lambda: _holder(key))
     if existing is None:  # released since our insert: try once more
-        inserted, _ = run_write(shard, insert, atomic=False, wal_position=False)
+        inserted, _ = run_write(
+            shard, lambda: _insert_claim(key, user_id), atomic=False, wal_position=False
+        )
         if inserted:
             return
         raise EmailTaken(key)
@@ -93,7 +114,7 @@ def claim(email: str, user_id: uuid.UUID) -> None:
         # is written (the renewal and a take-over are both compare-and-set).
         renewed, _ = run_write(
             shard,
-            lambda alias: _set_claim(alias, key, user_id, user_id, claimed_at),
+            lambda: _set_claim(key, user_id, user_id, claimed_at),
             atomic=False,
             wal_position=False,
         )
@@ -104,10 +125,9 @@ def claim(email: str, user_id: uuid.UUID) -> None:
         raise EmailTaken(key)
     if not expired:
         raise EmailTaken(key, pending=True)
-
     taken, _ = run_write(
         shard,
-        lambda alias: _set_claim(alias, key, user_id, holder, claimed_at),
+        lambda: _set_claim(key, user_id, holder, claimed_at),
         atomic=False,
         wal_position=False,
     )
@@ -116,29 +136,16 @@ def claim(email: str, user_id: uuid.UUID) -> None:
     logger.info("took over the stale email claim of user %s", holder)
 
 
-def _set_claim(alias: str, key: str, user_id: uuid.UUID, holder: uuid.UUID, claimed_at) -> int:
-    """Give the claim on `key` to `user_id`, now, if `holder` still has it as it was read
-    (compare-and-set); the number of rows changed."""
-    with connections[alias].cursor() as cursor:
-        cursor.execute(
-            "UPDATE email_lookup SET user_id = %s, claimed_at = now()"
-            " WHERE email = %s AND user_id = %s AND claimed_at = %s",
-            [user_id, key, holder, claimed_at],
-        )
-        return cursor.rowcount
+def _claimant(key: str) -> uuid.UUID | None:
+    return (
+        EmailLookup.objects.for_key(key).filter(email=key).values_list("user_id", flat=True).first()
+    )
 
 
 def still_claimed_by(email: str, user_id: uuid.UUID) -> bool:
     """Whether `user_id` still holds the claim on `email` (read on the primary)."""
     key = canonical_email(email)
-
-    def fetch(alias: str) -> bool:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT user_id FROM email_lookup WHERE email = %s", [key])
-            row = cursor.fetchone()
-        return bool(row) and row[0] == user_id
-
-    return read_primary(shard_for_email(key), fetch)
+    return read_primary(shard_for_email(key), lambda: _claimant(key)) == user_id
 
 
 def release(email: str, user_id: uuid.UUID) -> None:
@@ -146,25 +153,17 @@ def release(email: str, user_id: uuid.UUID) -> None:
     behind is stale and will be taken over (see the module's contract)."""
     key = canonical_email(email)
 
-    def delete(alias: str) -> None:
-        with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM email_lookup WHERE email = %s AND user_id = %s", [key, user_id]
-            )
+    def delete() -> None:
+        EmailLookup.objects.for_key(key).filter(email=key, user_id=user_id).delete()
 
     try:
-        run_write(shard_for_email(key), delete, atomic=False, wal_position=False)
+        run_write(shard_for_email(key), delete, wal_position=False)
     except (ShardUnavailable, DatabaseError):
         logger.warning("could not release an email claim; it will expire")
 
 
 def user_id_for_email(email: str) -> uuid.UUID | None:
     key = canonical_email(email)
-
-    def fetch(alias: str) -> uuid.UUID | None:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT user_id FROM email_lookup WHERE email = %s", [key])
-            row = cursor.fetchone()
-        return row[0] if row else None
-
-    return run_read(shard_for_email(key), fetch, confirm_on_primary=lambda found: found is None)
+    return run_read(
+        shard_for_email(key), lambda: _claimant(key), confirm_on_primary=lambda found: found is None
+    )

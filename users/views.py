@@ -6,14 +6,20 @@ import uuid
 import orjson
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from messenger.errors import error_body, error_response, shard_unavailable_response
+from messenger.schema import STATS_EXAMPLE, ShardStatsSerializer
 from shards.consistency import TOKEN_HEADER, Positions, encode_token, merge, request_positions
 from shards.errors import ShardUnavailable
+from shards.health import monitor
+from shards.scatter import scatter
+from shards.topology import all_shards
 from users import selectors, services
 from users.email_lookup import EmailTaken
 from users.pagination import Cursor, InvalidCursor
@@ -83,7 +89,7 @@ def _retrieve_without_drf(request: HttpRequest, pk: str) -> HttpResponse:
     if user_id is None:
         return error_response(404, "user not found", "not_found")
     try:
-        user = selectors.get_user(user_id=user_id, positions=request_positions())
+        user = selectors.get_user(user_id=user_id)
     except ShardUnavailable as exc:
         return shard_unavailable_response(exc)
     if user is None:
@@ -110,9 +116,8 @@ class UserViewSet(viewsets.ViewSet):
         query = ListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        positions = request_positions()
         if "email" in params:
-            user = selectors.find_user_by_email(email=params["email"], positions=positions)
+            user = selectors.find_user_by_email(email=params["email"])
             results = [user_representation(user)] if user else []
             return Response({"results": results, "next": None})
         if params["offset"] > settings.LIST_MAX_OFFSET:
@@ -132,7 +137,6 @@ class UserViewSet(viewsets.ViewSet):
             after=after,
             offset=params["offset"],
             allow_partial=params["partial"],
-            positions=positions,
         )
         next_url = None
         if page.next_cursor is not None:
@@ -201,3 +205,46 @@ class UserViewSet(viewsets.ViewSet):
         except services.UserNotFound as exc:
             raise NotFound("user not found") from exc
         return _with_token(Response(status=status.HTTP_204_NO_CONTENT), known, positions)
+
+
+class ShardStatsView(APIView):
+    """Users per shard from trigger-maintained counters (exact, no table scan), read from
+    each shard's replica when it is usable, in parallel, ordered by shard id."""
+
+    @extend_schema(
+        operation_id="shards_stats",
+        tags=["shards"],
+        summary="Users per shard",
+        responses={
+            200: OpenApiResponse(
+                ShardStatsSerializer,
+                description="Every shard's user count, in shard id order.",
+                examples=[STATS_EXAMPLE],
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:
+        counts = scatter(all_shards(), selectors.count_users)
+        shards = []
+        for shard in all_shards():
+            count = counts[shard.id]
+            state = monitor.state(shard.id)
+            ok = not isinstance(count, Exception)
+            shards.append(
+                {
+                    "shard_id": shard.id,
+                    "shard_name": shard.name,
+                    "user_count": count if ok else None,
+                    "healthy": ok and state.primary_ok,
+                    "replica_ok": state.replica_ok,
+                    "replica_lag_seconds": state.replica_lag_seconds,
+                }
+            )
+        return Response(
+            {
+                "total_users": sum(s["user_count"] or 0 for s in shards),
+                "shard_count": len(shards),
+                "complete": all(s["user_count"] is not None for s in shards),
+                "shards": shards,
+            }
+        )

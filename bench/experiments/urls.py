@@ -10,7 +10,6 @@ import uuid
 import orjson
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
-from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.utils import timezone
@@ -21,7 +20,8 @@ from messenger.errors import error_response
 from shards.access import run_write
 from shards.consistency import TOKEN_HEADER, encode_token
 from shards.topology import shard_for_user_id
-from users import email_lookup
+from users import email_lookup, user_queries
+from users.models import User
 from users.serializers import iso_utc
 from users.views import UserViewSet
 
@@ -61,16 +61,8 @@ def plain_collection(request: HttpRequest) -> HttpResponse:
         return error_response(409, "a user with this email already exists", "email_taken")
     shard = shard_for_user_id(user_id)
     now = timezone.now()
-
-    def insert(alias: str) -> None:
-        with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO users (id, name, email, created_at, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                [user_id, name, email, now, now],
-            )
-
-    _, lsn = run_write(shard, insert, atomic=False)
+    user = User(id=user_id, name=name, email=email, created_at=now, updated_at=now)
+    _, lsn = run_write(shard, lambda: user_queries.insert(user), atomic=False)
     created = iso_utc(now)
     response = _json(
         {"id": str(user_id), "name": name, "email": email, "created_at": created,

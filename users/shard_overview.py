@@ -1,14 +1,14 @@
 """The shard overview of the admin: health, lag, users and table sizes of every shard.
 
 Shards have no model, so this is a plain view wrapped by the admin site (see messenger.urls)
-rather than a ModelAdmin. It probes every primary and replica when the page is opened: an
+rather than a ModelAdmin. It lives in the users app because what it counts and sizes are the
+users app's tables. It probes every primary and replica when the page is opened: an
 operator wants the state now, not the last background check."""
 
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib import admin
-from django.db import connections
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
@@ -16,11 +16,7 @@ from shards.access import run_read
 from shards.health import ShardHealth, monitor
 from shards.scatter import scatter
 from shards.topology import Shard, all_shards
-
-_SIZES_SQL = (
-    "SELECT (SELECT coalesce(sum(n), 0) FROM user_counts),"
-    " pg_total_relation_size('users'), pg_total_relation_size('email_lookup')"
-)
+from users import user_queries
 
 
 @dataclass(frozen=True)
@@ -46,10 +42,9 @@ class ShardRow:
 
 
 def _sizes(shard: Shard) -> ShardSizes:
-    def fetch(alias: str) -> ShardSizes:
-        with connections[alias].cursor() as cursor:
-            cursor.execute(_SIZES_SQL)
-            return ShardSizes(*(int(value) for value in cursor.fetchone()))
+    def fetch() -> ShardSizes:
+        users_bytes, email_lookup_bytes = user_queries.table_sizes(shard)
+        return ShardSizes(user_queries.count(shard), users_bytes, email_lookup_bytes)
 
     return run_read(shard, fetch)
 

@@ -1,0 +1,130 @@
+"""Statements on the `users` table, each written once.
+
+Most are querysets. The three the service runs on every request (a user by id, a page of the
+list, a create) are prepared (`shards.prepared`): Django compiles them once instead of on
+every call, which costs more CPU than running them. Two are SQL, each with the reason the ORM
+cannot say it. Every function runs where the router sends it: call it inside
+`shards.access.run_read`/`run_write`, which pin the shard's alias after a failure.
+"""
+
+import uuid
+from datetime import UTC, datetime
+
+from django.db import connections, router
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
+
+from shards.prepared import PreparedInsert, PreparedQuery
+from shards.topology import Shard
+from users.models import User, UserCount
+
+USER_FIELDS = ("id", "name", "email", "created_at", "updated_at")
+
+_BY_ID = PreparedQuery(
+    lambda user_id: User.objects.filter(id=user_id)[:1], user_id=uuid.UUID(int=1)
+)
+# Newest first in the total order (created_at, id), from the index users_created_at_id_idx.
+# "After the cursor" is created_at <= c minus the rows at c with id >= the cursor's: the
+# index range starts at the cursor, so a page costs the same at any depth.
+_NEWEST = PreparedQuery(
+    lambda count: User.objects.order_by("-created_at", "-id").values_list(*USER_FIELDS, named=True)[
+        :count
+    ],
+    inlined=("count",),
+    count=1,
+)
+_AFTER = PreparedQuery(
+    lambda created_at, user_id, count: (
+        User.objects.filter(created_at__lte=created_at)
+        .exclude(created_at=created_at, id__gte=user_id)
+        .order_by("-created_at", "-id")
+        .values_list(*USER_FIELDS, named=True)[:count]
+    ),
+    inlined=("count",),
+    created_at=datetime(2000, 1, 1, tzinfo=UTC),
+    user_id=uuid.UUID(int=2),
+    count=1,
+)
+_INSERT = PreparedInsert(User)
+
+
+def user_by_id(user_id: uuid.UUID) -> User | None:
+    rows = _BY_ID.fetch({"shard_key": user_id}, user_id=user_id)
+    return rows[0] if rows else None
+
+
+def page(shard: Shard, after: tuple[datetime, uuid.UUID] | None, count: int) -> list:
+    """At most `count` users of `shard` after `after` (created_at, id), newest first, as
+    named rows with the fields of USER_FIELDS."""
+    if after is None:
+        return _NEWEST.fetch({"shard": shard}, count=count)
+    return _AFTER.fetch({"shard": shard}, created_at=after[0], user_id=after[1], count=count)
+
+
+def insert(user: User) -> None:
+    _INSERT.insert(user)
+
+
+def count(shard: Shard) -> int:
+    """Users on `shard`, from the trigger-kept counters (no table scan)."""
+    total = UserCount.objects.for_shard(shard).aggregate(total=Coalesce(Sum("n"), 0))["total"]
+    return int(total)
+
+
+def table_sizes(shard: Shard) -> tuple[int, int]:
+    """Bytes of `users` and `email_lookup` on `shard`, indexes and TOAST included. SQL
+    because sizes are functions of the catalog, not rows of a model."""
+    alias = router.db_for_read(User, shard=shard)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_total_relation_size('users'), pg_total_relation_size('email_lookup')"
+        )
+        users_bytes, email_lookup_bytes = cursor.fetchone()
+    return int(users_bytes), int(email_lookup_bytes)
+
+
+def email_of(user_id: uuid.UUID) -> str | None:
+    return User.objects.for_key(user_id).filter(id=user_id).values_list("email", flat=True).first()
+
+
+def update_returning(user_id: uuid.UUID, changes: dict) -> User | None:
+    """Apply `changes` and return the row as it now is. SQL because the ORM's update()
+    returns a count: reading the row back would be a second round trip, and could show
+    another writer's change."""
+    alias = router.db_for_write(User, shard_key=user_id)
+    assignments = ", ".join(f"{User._meta.get_field(name).column} = %s" for name in changes)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            f"UPDATE users SET {assignments} WHERE id = %s RETURNING {', '.join(USER_FIELDS)}",
+            [*changes.values(), user_id],
+        )
+        row = cursor.fetchone()
+    return User.from_db(alias, list(USER_FIELDS), row) if row else None
+
+
+def delete(user_id: uuid.UUID) -> str | None:
+    """Delete the user and, by Django's cascade, the rows that live with it on its shard;
+    the email it held, or None if there was no such user. In a transaction: the row is
+    locked from the read to the delete."""
+    users = User.objects.for_key(user_id).select_for_update().filter(id=user_id)
+    user = users.only("id", "email").first()
+    if user is None:
+        return None
+    user.delete()
+    return user.email
+
+
+def lock_email_changes(connection, user_id: uuid.UUID, timeout_seconds: float) -> None:
+    """Take the user's email-change lock in the open transaction of `connection` (see
+    users.services.email_change_lock), waiting at most `timeout_seconds`. SQL because an
+    advisory lock is a function, not a table; transaction-level, because PgBouncer's
+    transaction pooling keeps no session for a session lock to live in. The key is the
+    id's first 64 bits: a collision only makes two users take turns."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('lock_timeout', %s, true)", [f"{int(timeout_seconds * 1000)}ms"]
+        )
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)",
+            [int.from_bytes(user_id.bytes[:8], "big", signed=True)],
+        )
