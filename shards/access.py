@@ -11,6 +11,15 @@ a failure during COMMIT means the outcome is unknown (WriteOutcomeUnknown).
 
 A database the health view knows to be down is not tried at all, so its shard fails in
 microseconds instead of making every request wait for a connection timeout.
+
+Every call is bounded (shards/timeouts.py): a read, replica attempt and primary fallback
+included, within DB_TIMEOUT (+ DB_REPLICA_TIMEOUT when the primary fails and the replica
+takes over); a write or a read on the primary within DB_TIMEOUT. A timed-out call is not
+retried (its time is spent): the database is probed in the background and the request
+answers 503 at once. A statement that timed out during a write may have run, so that write's
+outcome is unknown unless COMMIT was never sent. Waiting too long for a pooled connection is
+`server_busy` only while the database answers; when it does not, the pool is full of calls
+stuck on it and the answer is `shard_unavailable`.
 """
 
 import contextlib
@@ -18,12 +27,14 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from psycopg_pool import PoolTimeout
 
 from shards.consistency import lsn_to_int
 from shards.errors import ServerBusy, ShardUnavailable, WriteOutcomeUnknown
 from shards.health import monitor
+from shards.timeouts import DatabaseTimeout, deadline_in, remaining, time_limit
 from shards.topology import Shard
 
 logger = logging.getLogger(__name__)
@@ -37,42 +48,64 @@ class KnownDown(OperationalError):
     """The health view says the database is down: not even tried."""
 
 
+class ReplicaBehind(Exception):
+    """The replica has not replayed the client's last write yet: not read. (Not an
+    OperationalError: the replica is fine, nothing to probe or retry.)"""
+
+
 def _close(alias: str) -> None:
     with contextlib.suppress(DatabaseError):
         connections[alias].close()
 
 
-def _attempt(alias: str, fn: Callable[[str], T]) -> T:
-    """fn(alias); after a connection error, once more on a fresh pool if the database
-    answers a direct probe (the pool held connections that died in a restart), else the
-    database is reported down and the error raised.
+def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
+    """fn(alias) before `deadline`; after a connection error, once more on a fresh pool if
+    the database answers a direct probe (the pool held connections that died in a restart),
+    else the database is reported down and the error raised. A timeout is not retried.
 
     Only for work that changes nothing when it fails: a read, or a transaction that did
     not reach COMMIT."""
     if not monitor.is_up(alias):
         raise KnownDown(f"{alias} is down")
     try:
-        return fn(alias)
+        with time_limit(alias, remaining(deadline)):
+            return fn(alias)
     except CONNECTION_ERRORS as exc:
-        _raise_if_busy(alias, exc)
+        _after_failure(alias, exc)
         _close(alias)
         monitor.reset_pool(alias)
-        if not monitor.probe(alias):
+        if remaining(deadline) <= 0 or not monitor.probe(alias):
             monitor.report_down(alias)
             raise
     try:
-        return fn(alias)
+        with time_limit(alias, remaining(deadline)):
+            return fn(alias)
     except CONNECTION_ERRORS as exc:
-        _raise_if_busy(alias, exc)
+        _after_failure(alias, exc)
         _close(alias)
         monitor.report_down(alias)
         raise
 
 
-def _raise_if_busy(alias: str, exc: BaseException) -> None:
-    if isinstance(exc.__cause__, PoolTimeout):
+def _waited_for_pool(exc: BaseException) -> bool:
+    """The call never got a connection: it sent nothing."""
+    if isinstance(exc, DatabaseTimeout):
+        return not exc.connected
+    return isinstance(exc.__cause__, PoolTimeout)
+
+
+def _after_failure(alias: str, exc: BaseException) -> None:
+    """Raise what the failure means when it is not a plain connection error: overload
+    (ServerBusy) or a timeout (the database is suspect: probed in the background)."""
+    if _waited_for_pool(exc) and monitor.answering(alias):
         # Overload, not a failure: marking the database down would fail every request.
         raise ServerBusy([_shard_name(alias)], "server busy: retry shortly") from exc
+    if isinstance(exc, DatabaseTimeout) or _waited_for_pool(exc):
+        # Its time is spent: no retry. A full pool on a database that does not answer is
+        # that database's failure, not overload.
+        _close(alias)
+        monitor.suspect(alias)
+        raise exc
 
 
 def _shard_name(alias: str) -> str:
@@ -86,6 +119,30 @@ def replica_can_serve(shard: Shard, min_lsn: int | None) -> bool:
     return min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
 
 
+def replay_lsn(alias: str) -> int:
+    """The replica's position now (the health view's may be a probe interval old)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
+        return int(cursor.fetchone()[0] or 0)
+
+
+def _read_replica_instead(shard: Shard, fn: Callable[[str], T], min_lsn: int | None) -> T:
+    """fn on the replica when the primary failed, if the replica holds the client's last
+    write: by the health view, or else by asking the replica for its position now (right
+    after a primary dies the replica usually has the write the last probe predates)."""
+    state = monitor.state(shard.id)
+    if not state.replica_reachable:
+        raise KnownDown(f"{shard.replica_alias} is down")
+    known = min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
+
+    def checked(alias: str) -> T:
+        if not known and replay_lsn(alias) < min_lsn:
+            raise ReplicaBehind(f"{alias} has not replayed {min_lsn:x}")
+        return fn(alias)
+
+    return _attempt(shard.replica_alias, checked, deadline_in(settings.DB_REPLICA_TIMEOUT))
+
+
 def run_read(
     shard: Shard,
     fn: Callable[[str], T],
@@ -97,37 +154,35 @@ def run_read(
 
     `confirm_on_primary(result)` says when a replica's answer must be checked on the
     primary (a row missing on the replica may just not have arrived yet)."""
+    deadline = deadline_in(settings.DB_TIMEOUT)
     if replica_can_serve(shard, min_lsn):
+        replica_deadline = min(deadline, deadline_in(settings.DB_REPLICA_TIMEOUT))
         try:
-            result = _attempt(shard.replica_alias, fn)
+            result = _attempt(shard.replica_alias, fn, replica_deadline)
         except CONNECTION_ERRORS:
-            pass  # the primary answers instead
+            pass  # the primary answers instead, in the time left
         else:
             if confirm_on_primary is None or not confirm_on_primary(result):
                 return result
             try:
-                return _attempt(shard.primary_alias, fn)
+                return _attempt(shard.primary_alias, fn, deadline)
             except CONNECTION_ERRORS as exc:
                 raise ShardUnavailable([shard.name]) from exc
     try:
-        return _attempt(shard.primary_alias, fn)
+        return _attempt(shard.primary_alias, fn, deadline)
     except CONNECTION_ERRORS as exc:
-        state = monitor.state(shard.id)
         # Fall back to the replica only if it holds what this client wrote.
-        if state.replica_reachable and (
-            min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
-        ):
-            try:
-                return _attempt(shard.replica_alias, fn)
-            except CONNECTION_ERRORS:
-                pass
+        try:
+            return _read_replica_instead(shard, fn, min_lsn)
+        except (*CONNECTION_ERRORS, ReplicaBehind):
+            pass
         raise ShardUnavailable([shard.name]) from exc
 
 
 def read_primary(shard: Shard, fn: Callable[[str], T]) -> T:
     """fn(alias) on the primary only: for reads that decide a write."""
     try:
-        return _attempt(shard.primary_alias, fn)
+        return _attempt(shard.primary_alias, fn, deadline_in(settings.DB_TIMEOUT))
     except CONNECTION_ERRORS as exc:
         raise ShardUnavailable([shard.name]) from exc
 
@@ -183,11 +238,20 @@ def run_write(
                 raise
             raise _unknown_outcome(shard) from exc
 
+    deadline = deadline_in(settings.DB_TIMEOUT)
     try:
-        result = _attempt(shard.primary_alias, in_transaction if atomic else single_statement)
+        result = _attempt(
+            shard.primary_alias, in_transaction if atomic else single_statement, deadline
+        )
     except WriteOutcomeUnknown:
         _close(shard.primary_alias)
         raise
+    except DatabaseTimeout as exc:
+        # Interrupted with a connection: the statement (or COMMIT) may have run. Only a
+        # transaction interrupted before its COMMIT was sent is known to have changed nothing.
+        if exc.connected and (body_done or not atomic):
+            raise _unknown_outcome(shard) from exc
+        raise ShardUnavailable([shard.name]) from exc
     except CONNECTION_ERRORS as exc:
         if body_done:
             raise _unknown_outcome(shard) from exc
@@ -195,7 +259,9 @@ def run_write(
     if not wal_position:
         return result, None
     try:
-        lsn = current_wal_lsn(shard.primary_alias)
+        # The write is done: its position gets what is left of the time, at least a moment.
+        with time_limit(shard.primary_alias, max(remaining(deadline), 0.2)):
+            lsn = current_wal_lsn(shard.primary_alias)
     except CONNECTION_ERRORS:
         # Committed, but no position to hand out: reads fall back to the primary on a miss.
         logger.warning("%s: committed but could not read the WAL position", shard.name)

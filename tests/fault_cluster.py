@@ -100,6 +100,7 @@ class FaultCluster:
             **os.environ,
             "SHARDING_COUNT": str(SHARDS),
             "PGBOUNCER_BASE_PORT": ENV["PGBOUNCER_BASE_PORT"],
+            "REPLICA_BASE_PORT": ENV["REPLICA_BASE_PORT"],
             "SHARD_DB_NAME": "messenger",
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:{ENV['CONTROL_DB_PORT']}/control",
             "DJANGO_ENV": "test",
