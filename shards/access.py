@@ -94,10 +94,22 @@ def _waited_for_pool(exc: BaseException) -> bool:
     return isinstance(exc.__cause__, PoolTimeout)
 
 
+def _pool_saturated(alias: str) -> bool:
+    """Every connection the pool may open is open (and lent): waiting was for one of them
+    to come back. A pool still below its size was waiting for a new connection, i.e. for
+    the database to accept one."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    pool = DatabaseWrapper._connection_pools.get(alias)
+    if pool is None:
+        return False
+    return pool.get_stats().get("pool_size", 0) >= pool.max_size
+
+
 def _after_failure(alias: str, exc: BaseException) -> None:
     """Raise what the failure means when it is not a plain connection error: overload
     (ServerBusy) or a timeout (the database is suspect: probed in the background)."""
-    if _waited_for_pool(exc) and monitor.answering(alias):
+    if _waited_for_pool(exc) and monitor.answering(alias) and _pool_saturated(alias):
         # Overload, not a failure: marking the database down would fail every request.
         raise ServerBusy([_shard_name(alias)], "server busy: retry shortly") from exc
     if isinstance(exc, DatabaseTimeout) or _waited_for_pool(exc):
@@ -155,11 +167,23 @@ def run_read(
     `confirm_on_primary(result)` says when a replica's answer must be checked on the
     primary (a row missing on the replica may just not have arrived yet)."""
     deadline = deadline_in(settings.DB_TIMEOUT)
-    if replica_can_serve(shard, min_lsn):
+    replica_tried = False
+    if (
+        not replica_can_serve(shard, min_lsn)
+        and min_lsn is not None
+        and not monitor.answering(shard.primary_alias)
+    ):
+        # The primary is down or suspect: the replica probably holds the write by now.
+        replica_tried = True
+        try:
+            return _read_replica_instead(shard, fn, min_lsn)
+        except (*CONNECTION_ERRORS, ReplicaBehind, ServerBusy):
+            pass
+    elif replica_can_serve(shard, min_lsn):
         replica_deadline = min(deadline, deadline_in(settings.DB_REPLICA_TIMEOUT))
         try:
             result = _attempt(shard.replica_alias, fn, replica_deadline)
-        except CONNECTION_ERRORS:
+        except (*CONNECTION_ERRORS, ServerBusy):
             pass  # the primary answers instead, in the time left
         else:
             if confirm_on_primary is None or not confirm_on_primary(result):
@@ -172,10 +196,11 @@ def run_read(
         return _attempt(shard.primary_alias, fn, deadline)
     except CONNECTION_ERRORS as exc:
         # Fall back to the replica only if it holds what this client wrote.
-        try:
-            return _read_replica_instead(shard, fn, min_lsn)
-        except (*CONNECTION_ERRORS, ReplicaBehind):
-            pass
+        if not replica_tried:
+            try:
+                return _read_replica_instead(shard, fn, min_lsn)
+            except (*CONNECTION_ERRORS, ReplicaBehind, ServerBusy):
+                pass
         raise ShardUnavailable([shard.name]) from exc
 
 
