@@ -222,6 +222,8 @@ def _refused_before_running(exc: BaseException) -> bool:
     """Whether the server or PgBouncer answered the statement with an error (so it did not
     run), as opposed to the connection breaking while it was in flight. Connection errors
     that come from an error message carry a SQLSTATE; a broken socket has none."""
+    if isinstance(exc, DatabaseTimeout):
+        return not exc.connected  # interrupted while waiting for a connection: nothing sent
     cause = exc.__cause__
     return getattr(cause, "sqlstate", None) is not None or isinstance(exc, KnownDown)
 
