@@ -47,6 +47,7 @@ class Sample:
     seconds: float
     shards: frozenset[int]  # touched; all shards for lists, unknown ids count as all
     code: str = ""  # the error body's code (shard_unavailable, server_busy, ...)
+    at: float = 0.0  # when it was sent (time.monotonic())
 
 
 @dataclass
@@ -61,6 +62,20 @@ class WorkloadReport:
     lost: list[str] = field(default_factory=list)
     resurrected: list[str] = field(default_factory=list)
     verified: bool = False
+    started: float = 0.0  # time.monotonic() at the start
+
+    def slowest(self, avoiding: Iterable[int] = (), count: int = 10) -> list[tuple]:
+        """(offset from the start, seconds, kind, status) of the slowest requests: where
+        in the run the tail of the latency lies."""
+        avoid = set(avoiding)
+        ranked = sorted(
+            (s for s in self.samples if s.status and not (s.shards & avoid)),
+            key=lambda s: -s.seconds,
+        )
+        return [
+            (round(s.at - self.started, 2), round(s.seconds, 3), s.kind, s.status)
+            for s in ranked[:count]
+        ]
 
     def latencies(self, avoiding: Iterable[int] = ()) -> list[float]:
         avoid = set(avoiding)
@@ -107,16 +122,20 @@ class _Client:
         try:
             r = self.session.request(method, url, headers=headers, timeout=30, **kw)
         except requests.RequestException as exc:
-            self._record(Sample(kind, 0, time.monotonic() - started, shards))
+            self._record(Sample(kind, 0, time.monotonic() - started, shards, at=started))
             self._problem(f"connection error on {kind}: {type(exc).__name__}")
             return None
         elapsed = time.monotonic() - started
         code = ""
         if r.status_code >= 400 and r.headers.get("content-type", "").startswith("application"):
-            code = r.json().get("code", "")
+            body = r.json()
+            code = body.get("code", "")
+            # A failed create's user shard is not known beforehand: the 503 names it.
+            named = (body.get("fields") or {}).get("shards") or []
+            shards |= frozenset(int(name.rsplit("-", 1)[1]) for name in named)
         if kind == "create" and r.status_code == 201:
             shards = frozenset({shard_for_user_id(r.json()["id"], self.n)}) | shards
-        self._record(Sample(kind, r.status_code, elapsed, shards, code))
+        self._record(Sample(kind, r.status_code, elapsed, shards, code, started))
         if r.status_code >= 500 and r.status_code != 503:
             self._problem(f"{r.status_code} on {kind}: {r.text[:200]}")
         if TOKEN in r.headers:
@@ -160,10 +179,10 @@ class _Client:
         try:
             r = self.session.get(f"{self.base}/{user_id}", timeout=30)
         except requests.RequestException as exc:
-            self._record(Sample("get", 0, time.monotonic() - started, shard))
+            self._record(Sample("get", 0, time.monotonic() - started, shard, at=started))
             self._problem(f"connection error on get: {type(exc).__name__}")
             return
-        self._record(Sample("get", r.status_code, time.monotonic() - started, shard))
+        self._record(Sample("get", r.status_code, time.monotonic() - started, shard, at=started))
         if r.status_code >= 500 and r.status_code != 503:
             self._problem(f"{r.status_code} on get: {r.text[:200]}")
         elif r.status_code == 404:
@@ -214,7 +233,7 @@ def run_workload(
     events: Iterable[tuple[float, Callable[[], object]]] = (),
 ) -> WorkloadReport:
     """Run `clients` API clients for `seconds`; call each event at its offset meanwhile."""
-    report = WorkloadReport(seconds=seconds, shard_count=shards)
+    report = WorkloadReport(seconds=seconds, shard_count=shards, started=time.monotonic())
     lock = threading.Lock()
     stop = threading.Event()
 
@@ -236,6 +255,20 @@ def run_workload(
         thread.join(timeout=60)
     report.seconds = time.monotonic() - started
     return report
+
+
+def merged(*reports: WorkloadReport) -> WorkloadReport:
+    """One report of several runs' requests: a baseline taken before and after a fault run
+    spans the machine's load during it (on a shared machine it drifts within seconds)."""
+    out = WorkloadReport(seconds=sum(r.seconds for r in reports), shard_count=0)
+    for report in reports:
+        out.shard_count = report.shard_count
+        out.samples += report.samples
+        out.problems += report.problems
+        out.lost += report.lost
+        out.resurrected += report.resurrected
+    out.verified = all(r.verified for r in reports)
+    return out
 
 
 def verify_writes(report: WorkloadReport, primary: Callable[[int], psycopg.Connection]) -> None:
