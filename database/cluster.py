@@ -3,8 +3,10 @@
 
 Shard i is a primary on PRIMARY_BASE_PORT+i, a streaming replica on REPLICA_BASE_PORT+i and a
 PgBouncer (transaction pooling) on PGBOUNCER_BASE_PORT+i; a control database for Django's own
-tables listens on CONTROL_DB_PORT. Everything (data, rendered configs, logs, pid files) lives
-under CLUSTER_DIR. Standard library only: it runs before any virtualenv exists.
+tables listens on CONTROL_DB_PORT. The API writes through the PgBouncer and reads the replica
+on its own port, so the replica stays readable when the PgBouncer is gone. Everything (data,
+rendered configs, logs, pid files) lives under CLUSTER_DIR. Standard library only: it runs
+before any virtualenv exists.
 
     python3 database/cluster.py up|down|clean|ps|stats|logs [-f]|env
     python3 database/cluster.py shell [--shard N] [--replica] [--pgbouncer] [--control]
@@ -803,12 +805,22 @@ def replication_rows(c: Cluster) -> list[list[object]]:
     return rows
 
 
+# What the API sends to each process (messenger/settings.py defaults).
+API_PATH = {
+    "control": "Django's own tables",
+    "primary": "via its pgbouncer",
+    "replica": "reads, directly",
+    "pgbouncer": "writes, primary reads",
+}
+
+
 def cmd_ps(c: Cluster) -> None:
     rows = []
     for inst in instances(c.s):
         pid = pid_of(c.layout, inst)
-        rows.append([inst.role, inst.shard, inst.port, inst.name, pid, _state(c.layout, inst, pid)])
-    print_table(["role", "shard", "port", "name", "pid", "state"], rows)
+        state = _state(c.layout, inst, pid)
+        rows.append([inst.role, inst.shard, inst.port, inst.name, pid, state, API_PATH[inst.role]])
+    print_table(["role", "shard", "port", "name", "pid", "state", "api"], rows)
     print()
     c.bins = c.bins or find_binaries(c.s)
     print_table(

@@ -1,8 +1,9 @@
 """Settings of the messenger project, read once from the environment.
 
 Every address is configuration: the defaults describe the local cluster started by
-`make up` (PgBouncer for shard i on 6430+i in front of a primary on 5440+i and a replica on
-5450+i); on real hosts set SHARD_<i>_URL / SHARD_<i>_REPLICA_URL and DATABASE_URL instead.
+`make up` (PgBouncer for shard i on 6430+i in front of a primary on 5440+i; the replica on
+5450+i, read directly so that it stays readable when the primary's PgBouncer is gone); on real
+hosts set SHARD_<i>_URL / SHARD_<i>_REPLICA_URL and DATABASE_URL instead.
 Shards are named by their id in the variable, so the order of hosts never matters.
 """
 
@@ -72,7 +73,31 @@ SHARDING_COUNT = env.int("SHARDING_COUNT", default=5) if SHARDING_ENABLED else 1
 SHARD_DB_NAME = env.str("SHARD_DB_NAME", default="messenger")
 SHARD_DB_HOST = env.str("SHARD_DB_HOST", default="127.0.0.1")
 PGBOUNCER_BASE_PORT = env.int("PGBOUNCER_BASE_PORT", default=6430)
-DB_CONNECT_TIMEOUT = env.int("DB_CONNECT_TIMEOUT", default=3)
+# Replicas are read directly, not through the primary's PgBouncer (which may be the part
+# that failed): shard i's replica listens on REPLICA_BASE_PORT+i.
+REPLICA_BASE_PORT = env.int("REPLICA_BASE_PORT", default=5450)
+
+# Time limits (shards/timeouts.py). A database call (waiting for a pooled connection,
+# connecting, running its statements) that takes longer than DB_TIMEOUT seconds is abandoned,
+# its connection discarded, and its shard answers 503: an unreachable shard costs its own
+# requests DB_TIMEOUT once, then nothing (known down) until a probe sees it back.
+DB_TIMEOUT = env.float("DB_TIMEOUT", default=2.0)
+# The part of it a replica read may take before the read goes to the primary instead.
+DB_REPLICA_TIMEOUT = env.float("DB_REPLICA_TIMEOUT", default=0.8)
+# A health probe that gets no answer within this many seconds marks its database down.
+DB_PROBE_TIMEOUT = env.float("DB_PROBE_TIMEOUT", default=0.8)
+# libpq's connect_timeout (whole seconds, at least 2): what bounds a connect outside gevent.
+DB_CONNECT_TIMEOUT = env.int("DB_CONNECT_TIMEOUT", default=2)
+# Outside gevent (management commands, pool workers) the kernel bounds a dead peer: data or
+# keepalive probes unacknowledged for this many seconds drop the connection.
+DB_TCP_USER_TIMEOUT = env.float("DB_TCP_USER_TIMEOUT", default=5.0)
+DB_TCP_OPTIONS = {
+    "keepalives": 1,
+    "keepalives_idle": 1,
+    "keepalives_interval": 1,
+    "keepalives_count": max(1, int(DB_TCP_USER_TIMEOUT)),
+    "tcp_user_timeout": int(DB_TCP_USER_TIMEOUT * 1000),
+}
 # Connections each worker may hold per database alias (psycopg_pool through Django).
 DB_POOL_SIZE = env.int("DB_POOL_SIZE", default=20)
 DB_POOL_TIMEOUT = env.float("DB_POOL_TIMEOUT", default=10.0)
@@ -90,6 +115,7 @@ def _database(url: str) -> dict:
             "TIME_ZONE": None,
             "OPTIONS": {
                 "connect_timeout": DB_CONNECT_TIMEOUT,
+                **DB_TCP_OPTIONS,
                 "prepare_threshold": None,
                 "pool": {
                     "min_size": 0,
@@ -110,14 +136,16 @@ DATABASES = {
 }
 for _i in range(SHARDING_COUNT):
     _bouncer = f"postgres://postgres@{SHARD_DB_HOST}:{PGBOUNCER_BASE_PORT + _i}"
+    _replica = f"postgres://postgres@{SHARD_DB_HOST}:{REPLICA_BASE_PORT + _i}"
     DATABASES[f"shard_{_i}"] = _database(
         env.str(f"SHARD_{_i}_URL", default=f"{_bouncer}/{SHARD_DB_NAME}")
     )
     DATABASES[f"shard_{_i}_replica"] = _database(
-        env.str(f"SHARD_{_i}_REPLICA_URL", default=f"{_bouncer}/{SHARD_DB_NAME}_replica")
+        env.str(f"SHARD_{_i}_REPLICA_URL", default=f"{_replica}/{SHARD_DB_NAME}")
     )
     DATABASES[f"shard_{_i}"]["TEST"] = {"NAME": f"{SHARD_DB_NAME}_test"}
-    DATABASES[f"shard_{_i}_replica"]["TEST"] = {"NAME": f"{SHARD_DB_NAME}_test_replica"}
+    # The replica holds the primary's databases under the same names.
+    DATABASES[f"shard_{_i}_replica"]["TEST"] = {"NAME": f"{SHARD_DB_NAME}_test"}
 DATABASES["default"]["TEST"] = {"NAME": "control_test"}
 
 DATABASE_ROUTERS = ["shards.router.ShardRouter"]

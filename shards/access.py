@@ -12,8 +12,18 @@ a failure during COMMIT means the outcome is unknown (WriteOutcomeUnknown).
 A database the health view knows to be down is not tried at all, so its shard fails in
 microseconds instead of making every request wait for a connection timeout.
 
-`fn(alias)` runs with `alias` pinned (`shards.router.pinned`): the ORM queries in it go where
-this module decided, the router's own choice for a first read, the primary for a fallback.
+The callers' functions take no argument: they run ORM queries, and this module pins the
+alias it chose (`shards.router.pinned`) while they run, so the router sends them there: its
+own choice for a first read, the primary for a fallback or a write.
+
+Every call is bounded (shards/timeouts.py): a read, replica attempt and primary fallback
+included, within DB_TIMEOUT (+ DB_REPLICA_TIMEOUT when the primary fails and the replica
+takes over); a write or a read on the primary within DB_TIMEOUT. A timed-out call is not
+retried (its time is spent): the database is probed in the background and the request
+answers 503 at once. A statement that timed out during a write may have run, so that write's
+outcome is unknown unless COMMIT was never sent. Waiting too long for a pooled connection is
+`server_busy` only while the database answers; when it does not, the pool is full of calls
+stuck on it and the answer is `shard_unavailable`.
 """
 
 import contextlib
@@ -21,13 +31,15 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from psycopg_pool import PoolTimeout
 
-from shards.consistency import lsn_to_int, request_positions
+from shards.consistency import request_positions
 from shards.errors import ServerBusy, ShardUnavailable, WriteOutcomeUnknown
-from shards.health import monitor
-from shards.router import pinned, read_alias
+from shards.health import monitor, replay_position, wal_position
+from shards.router import pinned, replica_can_serve
+from shards.timeouts import DatabaseTimeout, deadline_in, remaining, time_limit
 from shards.topology import Shard, shard_for_alias
 
 logger = logging.getLogger(__name__)
@@ -41,48 +53,103 @@ class KnownDown(OperationalError):
     """The health view says the database is down: not even tried."""
 
 
+class ReplicaBehind(Exception):
+    """The replica has not replayed the client's last write yet: not read. (Not an
+    OperationalError: the replica is fine, nothing to probe or retry.)"""
+
+
 def _close(alias: str) -> None:
     with contextlib.suppress(DatabaseError):
         connections[alias].close()
 
 
-def _attempt(alias: str, fn: Callable[[str], T]) -> T:
-    """fn(alias); after a connection error, once more on a fresh pool if the database
-    answers a direct probe (the pool held connections that died in a restart), else the
-    database is reported down and the error raised.
+def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
+    """fn(alias) before `deadline`; after a connection error, once more on a fresh pool if
+    the database answers a direct probe (the pool held connections that died in a restart),
+    else the database is reported down and the error raised. A timeout is not retried.
 
     Only for work that changes nothing when it fails: a read, or a transaction that did
     not reach COMMIT."""
     if not monitor.is_up(alias):
         raise KnownDown(f"{alias} is down")
     try:
-        with pinned(alias):
+        with time_limit(alias, remaining(deadline)), pinned(alias):
             return fn(alias)
     except CONNECTION_ERRORS as exc:
-        _raise_if_busy(alias, exc)
+        _after_failure(alias, exc)
         _close(alias)
         monitor.reset_pool(alias)
-        if not monitor.probe(alias):
+        if remaining(deadline) <= 0 or not monitor.probe(alias):
             monitor.report_down(alias)
             raise
     try:
-        with pinned(alias):
+        with time_limit(alias, remaining(deadline)), pinned(alias):
             return fn(alias)
     except CONNECTION_ERRORS as exc:
-        _raise_if_busy(alias, exc)
+        _after_failure(alias, exc)
         _close(alias)
         monitor.report_down(alias)
         raise
 
 
-def _raise_if_busy(alias: str, exc: BaseException) -> None:
-    if isinstance(exc.__cause__, PoolTimeout):
+def _waited_for_pool(exc: BaseException) -> bool:
+    """The call never got a connection: it sent nothing."""
+    if isinstance(exc, DatabaseTimeout):
+        return not exc.connected
+    return isinstance(exc.__cause__, PoolTimeout)
+
+
+def _pool_saturated(alias: str) -> bool:
+    """Every connection the pool may open is open (and lent): waiting was for one of them
+    to come back. A pool still below its size was waiting for a new connection, i.e. for
+    the database to accept one."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    pool = DatabaseWrapper._connection_pools.get(alias)
+    if pool is None:
+        return False
+    return pool.get_stats().get("pool_size", 0) >= pool.max_size
+
+
+def _after_failure(alias: str, exc: BaseException) -> None:
+    """Raise what the failure means when it is not a plain connection error: overload
+    (ServerBusy) or a timeout (the database is suspect: probed in the background)."""
+    if _waited_for_pool(exc) and monitor.answering(alias) and _pool_saturated(alias):
         # Overload, not a failure: marking the database down would fail every request.
         raise ServerBusy([_shard_name(alias)], "server busy: retry shortly") from exc
+    if isinstance(exc, DatabaseTimeout) or _waited_for_pool(exc):
+        # Its time is spent: no retry. A full pool on a database that does not answer is
+        # that database's failure, not overload.
+        _close(alias)
+        monitor.suspect(alias)
+        raise exc
 
 
 def _shard_name(alias: str) -> str:
     return shard_for_alias(alias).name
+
+
+def replay_lsn(alias: str) -> int:
+    """The replica's position now (the health view's may be a probe interval old)."""
+    with connections[alias].cursor() as cursor:
+        return replay_position(cursor)
+
+
+def _read_replica_instead(shard: Shard, fn: Callable[[str], T], min_lsn: int | None) -> T:
+    """fn on the replica when the primary failed, if the replica holds the client's last
+    write: by the health view, or else by asking the replica for its position now (right
+    after a primary dies the replica usually has the write the last probe predates)."""
+    state = monitor.state(shard.id)
+    if not state.replica_reachable:
+        raise KnownDown(f"{shard.replica_alias} is down")
+    known = min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
+
+    def checked(alias: str) -> T:
+        if not known and replay_lsn(alias) < min_lsn:
+            raise ReplicaBehind(f"{alias} has not replayed {min_lsn:x}")
+        return fn(alias)
+
+    return _attempt(shard.replica_alias, checked, deadline_in(settings.DB_REPLICA_TIMEOUT))
 
 
 def run_read(
@@ -91,8 +158,9 @@ def run_read(
     *,
     confirm_on_primary: Callable[[T], bool] | None = None,
 ) -> T:
-    """read() on the replica or the primary of `shard`: where the router sends it (the
-    replica when it holds the request's consistency token), then the fallbacks.
+    """read() on the replica or the primary of `shard`: where the router would send it
+    (the replica when it is usable and holds the request's consistency token), else the
+    primary, then the fallbacks.
 
     `confirm_on_primary(result)` says when a replica's answer must be checked on the
     primary (a row missing on the replica may just not have arrived yet)."""
@@ -101,29 +169,40 @@ def run_read(
     def fn(alias: str) -> T:
         return read()
 
-    if read_alias(shard) == shard.replica_alias:
+    deadline = deadline_in(settings.DB_TIMEOUT)
+    replica_tried = False
+    if (
+        not replica_can_serve(shard, min_lsn)
+        and min_lsn is not None
+        and not monitor.answering(shard.primary_alias)
+    ):
+        # The primary is down or suspect: the replica probably holds the write by now.
+        replica_tried = True
         try:
-            result = _attempt(shard.replica_alias, fn)
-        except CONNECTION_ERRORS:
-            pass  # the primary answers instead
+            return _read_replica_instead(shard, fn, min_lsn)
+        except (*CONNECTION_ERRORS, ReplicaBehind, ServerBusy):
+            pass
+    elif replica_can_serve(shard, min_lsn):
+        replica_deadline = min(deadline, deadline_in(settings.DB_REPLICA_TIMEOUT))
+        try:
+            result = _attempt(shard.replica_alias, fn, replica_deadline)
+        except (*CONNECTION_ERRORS, ServerBusy):
+            pass  # the primary answers instead, in the time left
         else:
             if confirm_on_primary is None or not confirm_on_primary(result):
                 return result
             try:
-                return _attempt(shard.primary_alias, fn)
+                return _attempt(shard.primary_alias, fn, deadline)
             except CONNECTION_ERRORS as exc:
                 raise ShardUnavailable([shard.name]) from exc
     try:
-        return _attempt(shard.primary_alias, fn)
+        return _attempt(shard.primary_alias, fn, deadline)
     except CONNECTION_ERRORS as exc:
-        state = monitor.state(shard.id)
         # Fall back to the replica only if it holds what this client wrote.
-        if state.replica_reachable and (
-            min_lsn is None or (state.replica_replay_lsn or 0) >= min_lsn
-        ):
+        if not replica_tried:
             try:
-                return _attempt(shard.replica_alias, fn)
-            except CONNECTION_ERRORS:
+                return _read_replica_instead(shard, fn, min_lsn)
+            except (*CONNECTION_ERRORS, ReplicaBehind, ServerBusy):
                 pass
         raise ShardUnavailable([shard.name]) from exc
 
@@ -131,21 +210,22 @@ def run_read(
 def read_primary(shard: Shard, read: Callable[[], T]) -> T:
     """read() on the primary only: for reads that decide a write."""
     try:
-        return _attempt(shard.primary_alias, lambda alias: read())
+        return _attempt(shard.primary_alias, lambda alias: read(), deadline_in(settings.DB_TIMEOUT))
     except CONNECTION_ERRORS as exc:
         raise ShardUnavailable([shard.name]) from exc
 
 
 def current_wal_lsn(alias: str) -> int:
     with connections[alias].cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_lsn()::text")
-        return lsn_to_int(cursor.fetchone()[0])
+        return wal_position(cursor)
 
 
 def _refused_before_running(exc: BaseException) -> bool:
     """Whether the server or PgBouncer answered the statement with an error (so it did not
     run), as opposed to the connection breaking while it was in flight. Connection errors
     that come from an error message carry a SQLSTATE; a broken socket has none."""
+    if isinstance(exc, DatabaseTimeout):
+        return not exc.connected  # interrupted while waiting for a connection: nothing sent
     cause = exc.__cause__
     return getattr(cause, "sqlstate", None) is not None or isinstance(exc, KnownDown)
 
@@ -187,11 +267,20 @@ def run_write(
                 raise
             raise _unknown_outcome(shard) from exc
 
+    deadline = deadline_in(settings.DB_TIMEOUT)
     try:
-        result = _attempt(shard.primary_alias, in_transaction if atomic else single_statement)
+        result = _attempt(
+            shard.primary_alias, in_transaction if atomic else single_statement, deadline
+        )
     except WriteOutcomeUnknown:
         _close(shard.primary_alias)
         raise
+    except DatabaseTimeout as exc:
+        # Interrupted with a connection: the statement (or COMMIT) may have run. Only a
+        # transaction interrupted before its COMMIT was sent is known to have changed nothing.
+        if exc.connected and (body_done or not atomic):
+            raise _unknown_outcome(shard) from exc
+        raise ShardUnavailable([shard.name]) from exc
     except CONNECTION_ERRORS as exc:
         if body_done:
             raise _unknown_outcome(shard) from exc
@@ -199,7 +288,9 @@ def run_write(
     if not wal_position:
         return result, None
     try:
-        lsn = current_wal_lsn(shard.primary_alias)
+        # The write is done: its position gets what is left of the time, at least a moment.
+        with time_limit(shard.primary_alias, max(remaining(deadline), 0.2)):
+            lsn = current_wal_lsn(shard.primary_alias)
     except CONNECTION_ERRORS:
         # Committed, but no position to hand out: reads fall back to the primary on a miss.
         logger.warning("%s: committed but could not read the WAL position", shard.name)

@@ -9,6 +9,11 @@ does not show a paused replay and the age of the last replayed commit grows on a
 primary: each probe records when it first saw the primary at a position, and the lag is the
 time since the oldest recorded position the replica has not replayed yet (zero when it has
 replayed everything seen so far).
+
+Every probe is bounded (DB_PROBE_TIMEOUT) and a shard's primary and replica are probed at
+once, so a database that stops answering is marked down one probe timeout after the probe
+that first misses it. A request whose call on a database timed out asks for an immediate
+probe (`suspect`): until it answers, a full pool on that database is not called overload.
 """
 
 import collections
@@ -23,12 +28,13 @@ from django.conf import settings
 
 from shards.consistency import lsn_to_int
 from shards.scatter import gevent_patched, scatter
-from shards.topology import Shard, all_shards
+from shards.topology import Shard, all_shards, shard_for_alias
 
 logger = logging.getLogger(__name__)
 
 _PRIMARY_SQL = "SELECT pg_current_wal_lsn()::text"
 _REPLICA_SQL = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text"
+_REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
 # Primary positions remembered per shard: enough for lags well past any sane REPLICA_MAX_LAG.
 _HISTORY = 600
 
@@ -54,6 +60,20 @@ class ShardHealth:
         return self.replica_lag_seconds <= settings.REPLICA_MAX_LAG
 
 
+def wal_position(cursor) -> int:
+    """The primary's WAL position now (a psycopg or Django cursor: after a write, on the
+    writer's own connection)."""
+    cursor.execute(_PRIMARY_SQL)
+    return lsn_to_int(cursor.fetchone()[0])
+
+
+def replay_position(cursor) -> int:
+    """The replica's replayed WAL position now (the health view's may be a probe old)."""
+    cursor.execute(_REPLAY_SQL)
+    (lsn,) = cursor.fetchone()
+    return lsn_to_int(lsn) if lsn else 0
+
+
 def conninfo(alias: str) -> dict:
     db = settings.DATABASES[alias]
     return {
@@ -62,13 +82,11 @@ def conninfo(alias: str) -> dict:
         "dbname": db["NAME"],
         "user": db["USER"],
         "password": db["PASSWORD"] or None,
-        "connect_timeout": 1,
+        "connect_timeout": settings.DB_CONNECT_TIMEOUT,
         "autocommit": False,
         "prepare_threshold": None,
+        **settings.DB_TCP_OPTIONS,
     }
-
-
-PROBE_TIMEOUT = 1.5
 
 
 def _time_limit(seconds: float):
@@ -106,17 +124,20 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._background = False
         self._last_refresh = 0.0
+        # Aliases a request saw time out, with the probe that will settle them.
+        self._suspects: dict[str, object] = {}
 
     # --- probing ------------------------------------------------------------------------
     def _query(self, alias: str, sql: str) -> tuple:
         conn = self._connections.get(alias)
+        limit = settings.DB_PROBE_TIMEOUT
         try:
-            with _time_limit(PROBE_TIMEOUT):
+            with _time_limit(limit):
                 if conn is None or conn.closed:
                     conn = psycopg.connect(**conninfo(alias))
                     self._connections[alias] = conn
                 with conn.transaction():
-                    conn.execute("SET LOCAL statement_timeout = 1000")
+                    conn.execute(f"SET LOCAL statement_timeout = {max(1, int(limit * 1000))}")
                     row = conn.execute(sql).fetchone()
             return row
         except Exception:
@@ -138,19 +159,36 @@ class HealthMonitor:
         elif not up and not was_down:
             logger.warning("%s is down", alias)
 
+    def _both(self, shard: Shard) -> tuple[tuple | Exception, tuple | Exception]:
+        """The primary's and the replica's probe answers (or errors), queried at once under
+        gevent: one unreachable database must not delay the other's verdict."""
+        queries = ((shard.primary_alias, _PRIMARY_SQL), (shard.replica_alias, _REPLICA_SQL))
+
+        def one(alias: str, sql: str) -> tuple | Exception:
+            try:
+                return self._query(alias, sql)
+            except Exception as exc:  # the verdict is "down", whatever the error
+                return exc
+
+        if gevent_patched():
+            import gevent
+
+            greenlets = [gevent.spawn(one, alias, sql) for alias, sql in queries]
+            gevent.joinall(greenlets)
+            primary, replica = (g.value for g in greenlets)
+            return primary, replica
+        return one(*queries[0]), one(*queries[1])
+
     def _probe(self, shard: Shard) -> ShardHealth:
         state = ShardHealth(shard_id=shard.id, checked_at=time.monotonic())
-        try:
-            (primary_lsn,) = self._query(shard.primary_alias, _PRIMARY_SQL)
-            state = replace(state, primary_ok=True, primary_lsn=lsn_to_int(primary_lsn))
-        except Exception:
-            pass  # _mark logs the change of state
-        self._mark(shard.primary_alias, state.primary_ok)
-        try:
-            in_recovery, replay_lsn = self._query(shard.replica_alias, _REPLICA_SQL)
-        except Exception:
+        primary, replica = self._both(shard)
+        if not isinstance(primary, Exception):
+            state = replace(state, primary_ok=True, primary_lsn=lsn_to_int(primary[0]))
+        self._mark(shard.primary_alias, state.primary_ok)  # _mark logs a change of state
+        if isinstance(replica, Exception):
             self._mark(shard.replica_alias, False)
             return state
+        in_recovery, replay_lsn = replica
         if not in_recovery or replay_lsn is None:
             logger.error("%s replica is not a streaming standby: not used", shard.name)
             self._mark(shard.replica_alias, False)
@@ -190,25 +228,50 @@ class HealthMonitor:
             self.refresh()
         return self._states.get(shard_id) or ShardHealth(shard_id=shard_id)
 
-    def states(self) -> list[ShardHealth]:
-        return [self.state(shard.id) for shard in all_shards()]
-
     def is_up(self, alias: str) -> bool:
         return alias not in self._down
 
     def probe(self, alias: str) -> bool:
         """Whether the database answers a fresh connection right now (bounded in time)."""
         try:
-            with _time_limit(PROBE_TIMEOUT), psycopg.connect(**conninfo(alias)) as conn:
+            limit = settings.DB_PROBE_TIMEOUT
+            with _time_limit(limit), psycopg.connect(**conninfo(alias)) as conn:
                 conn.execute("SELECT 1")
             return True
         except Exception:
             return False
 
+    def suspect(self, alias: str) -> None:
+        """A call on this database timed out: probe it now, in the background (the request
+        that saw the timeout answers at once). No answer marks it down; until the probe
+        ends, `answering` is False, so a full pool on it is not reported as overload."""
+        with self._lock:
+            if alias in self._suspects:
+                return  # one probe settles every request that timed out meanwhile
+            self._suspects[alias] = True
+        if gevent_patched():
+            import gevent
+
+            gevent.spawn(self._settle, alias)
+        else:
+            self._settle(alias)
+
+    def _settle(self, alias: str) -> None:
+        try:
+            if not self.probe(alias):
+                self.report_down(alias)
+        finally:
+            with self._lock:
+                self._suspects.pop(alias, None)
+
+    def answering(self, alias: str) -> bool:
+        """Up and not under suspicion: a pool waiting on it is saturated, not stuck."""
+        return alias not in self._down and alias not in self._suspects
+
     def report_down(self, alias: str) -> None:
         """A request saw this database fail: stop using it until a probe says otherwise,
         so other requests don't wait on it too."""
-        shard_id = int(alias.split("_")[1])
+        shard_id = shard_for_alias(alias).id
         self._mark(alias, False)
         with self._lock:
             state = self._states.get(shard_id) or ShardHealth(shard_id=shard_id)

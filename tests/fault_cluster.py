@@ -13,6 +13,8 @@ from pathlib import Path
 import psycopg
 import requests
 
+from tests.blackhole import BlackholeProxy
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARDS = 3
 # Two checkouts testing at once on one machine set different offsets (ports of this cluster).
@@ -58,7 +60,11 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 class FaultCluster:
-    def __init__(self) -> None:
+    def __init__(self, proxied_shard: int | None = None) -> None:
+        """`proxied_shard`: the API reaches that shard's PgBouncer and replica through
+        black-hole proxies (`self.proxies["pgbouncer"|"replica"].partition()`)."""
+        self.proxied_shard = proxied_shard
+        self.proxies: dict[str, BlackholeProxy] = {}
         self.launcher = _launcher()
         self.settings = self.launcher.load_settings({**os.environ, **ENV})
         self.cluster = self.launcher.Cluster(
@@ -95,11 +101,39 @@ class FaultCluster:
         else:
             self.cluster.stop_postgres(self.layout.data_dir(instance))
 
-    def app_env(self) -> dict[str, str]:
+    def start_proxies(self) -> None:
+        if self.proxied_shard is None or self.proxies:
+            return
+        shard = self.proxied_shard
+        self.proxies = {
+            "pgbouncer": BlackholeProxy(int(ENV["PGBOUNCER_BASE_PORT"]) + shard).start(),
+            "replica": BlackholeProxy(int(ENV["REPLICA_BASE_PORT"]) + shard).start(),
+        }
+
+    def heal(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.heal()
+
+    def stop_proxies(self) -> None:
+        for proxy in self.proxies.values():
+            proxy.stop()
+        self.proxies = {}
+
+    def _proxied_urls(self) -> dict[str, str]:
+        if not self.proxies:
+            return {}
+        shard, url = self.proxied_shard, "postgres://postgres@127.0.0.1:{}/messenger"
+        return {
+            f"SHARD_{shard}_URL": url.format(self.proxies["pgbouncer"].port),
+            f"SHARD_{shard}_REPLICA_URL": url.format(self.proxies["replica"].port),
+        }
+
+    def app_env(self, **extra: str) -> dict[str, str]:
         return {
             **os.environ,
             "SHARDING_COUNT": str(SHARDS),
             "PGBOUNCER_BASE_PORT": ENV["PGBOUNCER_BASE_PORT"],
+            "REPLICA_BASE_PORT": ENV["REPLICA_BASE_PORT"],
             "SHARD_DB_NAME": "messenger",
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:{ENV['CONTROL_DB_PORT']}/control",
             "DJANGO_ENV": "test",
@@ -108,6 +142,8 @@ class FaultCluster:
             "REPLICA_CHECK_INTERVAL": "0.2",
             "REPLICA_MAX_LAG": "2",
             "LOG_LEVEL": "warning",
+            **self._proxied_urls(),
+            **extra,
         }
 
     def migrate(self) -> None:
@@ -122,14 +158,15 @@ class FaultCluster:
             with self.primary(shard) as conn:
                 conn.execute("TRUNCATE users, email_lookup CASCADE")
 
-    def start_api(self) -> None:
+    def start_api(self, **extra_env: str) -> None:
+        self.start_proxies()
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", API_PORT)) != 0, f"port {API_PORT} is busy"
         log = open(ROOT / "var" / "fault-api.log", "w")  # noqa: SIM115 - child keeps it
         self.api = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"],
             cwd=ROOT,
-            env=self.app_env(),
+            env=self.app_env(**extra_env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -148,6 +185,7 @@ class FaultCluster:
     def stop_api(self) -> None:
         if self.api is not None:
             stop_process_group(self.api)
+        self.stop_proxies()
 
     # --- direct database access --------------------------------------------------------------
     def primary(self, shard: int) -> psycopg.Connection:

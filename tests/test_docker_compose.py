@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import os
 import re
 import sys
 from pathlib import Path
@@ -187,7 +188,25 @@ def test_the_api_service_is_built_from_the_dockerfile_and_waits_for_every_pgboun
     for shard in SHARDS:
         url = f"postgres://postgres@pgbouncer-{shard}:6432/{DEFAULTS.databases[0]}"
         assert env[f"SHARD_{shard}_URL"] == url
-        assert env[f"SHARD_{shard}_REPLICA_URL"] == f"{url}_replica"
+        # Replicas directly, not through the primary's PgBouncer: they must stay readable
+        # when it is gone.
+        replica = f"postgres://postgres@shard-{shard}-replica:5432/{DEFAULTS.databases[0]}"
+        assert env[f"SHARD_{shard}_REPLICA_URL"] == replica
+
+
+def test_settings_reach_primaries_through_pgbouncer_and_replicas_directly():
+    """Without SHARD_<i>_URL, the API reaches what the launcher starts: the primary through
+    its PgBouncer, the replica on its own port (readable when that PgBouncer is gone)."""
+    from django.conf import settings
+
+    for shard in range(settings.SHARDING_COUNT):
+        if os.environ.keys() & {f"SHARD_{shard}_URL", f"SHARD_{shard}_REPLICA_URL"}:
+            continue  # explicit addresses win
+        primary = settings.DATABASES[f"shard_{shard}"]
+        replica = settings.DATABASES[f"shard_{shard}_replica"]
+        assert int(primary["PORT"]) == settings.PGBOUNCER_BASE_PORT + shard
+        assert int(replica["PORT"]) == settings.REPLICA_BASE_PORT + shard
+        assert replica["NAME"] == primary["NAME"]  # same database, other server
 
 
 def test_dockerfile_installs_the_lock_file_and_runs_gunicorn():

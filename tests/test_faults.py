@@ -132,7 +132,10 @@ def test_a_stopped_pgbouncer_fails_only_its_shard_and_recovers(api):
     api.stop("pgbouncer-2")
     base = f"{api.base_url}/api/v1/users"
     assert requests.get(f"{base}/{survivor['id']}").status_code == 200
-    _assert_shard_unavailable(requests.get(f"{base}/{victim['id']}"), 2)
+    # Reads of the shard come from its replica, which does not depend on its PgBouncer.
+    time.sleep(0.5)  # the replica replays the victim (no token below)
+    got = requests.get(f"{base}/{victim['id']}")
+    assert got.status_code == 200 and got.json() == victim
     _assert_shard_unavailable(requests.put(f"{base}/{victim['id']}", json={"name": "x"}), 2)
     statuses = set()
     for _ in range(12):
@@ -143,10 +146,7 @@ def test_a_stopped_pgbouncer_fails_only_its_shard_and_recovers(api):
         else:
             _assert_shard_unavailable(r, 2)
     assert 201 in statuses
-    _assert_shard_unavailable(requests.get(f"{base}/"), 2)
-    partial = requests.get(f"{base}/?partial=true&limit=100")
-    assert partial.status_code == 200
-    assert partial.json()["partial"] is True and partial.json()["missing_shards"] == ["shard-2"]
+    assert requests.get(f"{base}/").status_code == 200  # lists read replicas
     stats = requests.get(f"{api.base_url}/api/v1/shards/stats").json()
     assert stats["shards"][2]["healthy"] is False and stats["shards"][0]["healthy"] is True
     api.up()
