@@ -173,13 +173,18 @@ class Server:
     """gunicorn with the product's config and bench.settings, in its own process group."""
 
     def __init__(
-        self, port: int, workers: int | None = None, settings: str = "bench.settings"
+        self,
+        port: int,
+        workers: int | None = None,
+        settings: str = "bench.settings",
+        root: Path = ROOT,
     ) -> None:
         self.port = port
         self.workers = workers
         self.settings = settings
+        self.root = root  # the checkout it serves (another commit's, for a side-by-side run)
         self.process: subprocess.Popen | None = None
-        self.log_path = OUT / "gunicorn.log"
+        self.log_path = OUT / f"gunicorn-{port}.log"
 
     def __enter__(self) -> "Server":
         if _port_open(self.port):
@@ -197,7 +202,7 @@ class Server:
         log = open(self.log_path, "w")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"],
-            cwd=ROOT,
+            cwd=self.root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -61,8 +61,7 @@ class Batch:
 
 
 def _lookup_columns() -> list[str]:
-    """The lookup table's columns as the model declares them (a claim may carry a
-    `confirmed` flag, which a seeded claim sets: its user row exists)."""
+    """The lookup table's columns as the model declares them."""
     return [field.column for field in EmailLookup._meta.concrete_fields]
 
 
@@ -71,7 +70,7 @@ def lookup_copy_sql() -> str:
 
 
 def _lookup_template() -> str:
-    values = {"email": "{email}", "user_id": "{user_id}", "confirmed": "t", "claimed_at": "{at}"}
+    values = {"email": "{email}", "user_id": "{user_id}", "claimed_at": "{at}"}
     return "\t".join(values[column] for column in _lookup_columns()) + "\n"
 
 
