@@ -16,6 +16,26 @@ from shards.errors import ShardUnavailable
 
 logger = logging.getLogger(__name__)
 
+# Every `code` the API answers with, and what it means: the one list the OpenAPI description
+# and the README draw on (tests/test_openapi.py checks the code uses no other).
+ERROR_CODES = {
+    "validation_error": "400: a field, parameter or header is invalid; `fields` says which.",
+    "parse_error": "400: the body is not valid JSON.",
+    "bad_request": "400: the request itself is malformed (Content-Length, Host).",
+    "not_found": "404: no such user (a malformed id names none) or route.",
+    "method_not_allowed": "405: the path does not answer this method (`Allow` lists it).",
+    "email_taken": "409: another user has this email.",
+    "email_pending": "409: a user with this email is being created; retry after `Retry-After`.",
+    "user_busy": "409: another change of this user's email is in progress; retry shortly.",
+    "length_required": "411: the body was sent chunked; send it with Content-Length.",
+    "request_too_large": "413: the body is larger than MAX_BODY_BYTES.",
+    "unsupported_media_type": "415: the body is not application/json in UTF-8.",
+    "internal_error": "500: a bug; the log has its traceback.",
+    "shard_unavailable": "503: a shard did not answer; nothing was written.",
+    "write_outcome_unknown": "503: a shard failed while committing; retrying is safe.",
+    "server_busy": "503: this server's connections to a shard are all in use; retry shortly.",
+}
+
 
 def error_body(message: str, code: str, fields: dict | None = None) -> dict:
     body = {"error": message, "code": code}

@@ -16,19 +16,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from messenger.errors import ERROR_CODES
+
 
 # --- The error shape ---------------------------------------------------------------------------
 class ErrorSerializer(serializers.Serializer):
     """Every error of the API has this shape, whatever layer refused the request."""
 
     error = serializers.CharField(help_text="Human-readable message.")
-    code = serializers.CharField(
-        help_text=(
-            "Stable machine-readable code: validation_error, parse_error, bad_request, not_found,"
-            " email_taken, email_pending, user_busy, length_required, request_too_large,"
-            " unsupported_media_type, method_not_allowed, shard_unavailable,"
-            " write_outcome_unknown, server_busy, internal_error."
-        )
+    code = serializers.ChoiceField(
+        choices=list(ERROR_CODES),
+        help_text="Stable machine-readable code:\n\n"
+        + "\n".join(f"- `{code}`: {meaning}" for code, meaning in ERROR_CODES.items()),
     )
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),

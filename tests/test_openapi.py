@@ -334,3 +334,31 @@ def test_error_answers_are_documented(api_server, shards_db, schema):
     assert call("put", user, missing, json={"name": "x"}).status_code == 404
     assert call("patch", user, missing, json={}).status_code == 400
     assert call("delete", user, missing).status_code == 404
+
+
+def test_every_error_code_the_code_answers_with_is_in_the_one_registry():
+    """Codes written in the code (error_response/error_body calls, ShardUnavailable
+    subclasses) and those DRF's exceptions carry are all listed, with their meaning, in
+    messenger.errors.ERROR_CODES, from which the schema documents them."""
+    import re
+    from pathlib import Path
+
+    from rest_framework import exceptions
+
+    from messenger.errors import ERROR_CODES
+
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(
+        r"""(?:error_(?:response|body)\([^)]*?,\s*|code = )["']([a-z_]+)["']""", re.S
+    )
+    used = set()
+    for folder in ("messenger", "users", "shards"):
+        for path in (root / folder).rglob("*.py"):
+            if path.name != "schema.py":  # examples of answers, not answers
+                used.update(pattern.findall(path.read_text()))
+    drf = {
+        exc.default_code
+        for exc in (exceptions.ParseError, exceptions.NotFound, exceptions.MethodNotAllowed,
+                    exceptions.UnsupportedMediaType)
+    }  # fmt: skip
+    assert used and not (used | drf) - set(ERROR_CODES)

@@ -24,7 +24,7 @@ from messenger.schema import (
     bad_request,
 )
 from shards.consistency import TOKEN_HEADER
-from users.serializers import UserInputSerializer
+from users.serializers import ListQuerySerializer, UserInputSerializer
 
 EXAMPLE_ID = "123e4567-e89b-12d3-a456-426614174000"
 EXAMPLE_USER = {
@@ -64,36 +64,6 @@ class UserPageSerializer(serializers.Serializer):
     )
 
 
-LIST_PARAMETERS = [
-    OpenApiParameter(
-        "limit",
-        OpenApiTypes.INT,
-        description="Users per page, 1 to 100.",
-        default=20,
-    ),
-    OpenApiParameter(
-        "offset",
-        OpenApiTypes.INT,
-        description="Users to skip, at most LIST_MAX_OFFSET (1000); not with `cursor`.",
-        default=0,
-    ),
-    OpenApiParameter(
-        "cursor",
-        OpenApiTypes.STR,
-        description="Opaque position from a previous page's `next`.",
-    ),
-    OpenApiParameter(
-        "email",
-        OpenApiTypes.STR,
-        description="Find the user with this email (case-insensitive); ignores the others.",
-    ),
-    OpenApiParameter(
-        "partial",
-        OpenApiTypes.BOOL,
-        description="Answer without the shards that fail instead of failing with 503.",
-        default=False,
-    ),
-]
 CONSISTENCY_PARAMETER = OpenApiParameter(
     TOKEN_HEADER,
     OpenApiTypes.STR,
@@ -180,7 +150,7 @@ user_list_schema = extend_schema(
         " `email`, answers the user holding that email (case-insensitive) or no result."
         " A shard that fails makes the list fail with 503 unless `partial=true`."
     ),
-    parameters=[*LIST_PARAMETERS, CONSISTENCY_PARAMETER, RETRY_AFTER_HEADER],
+    parameters=[ListQuerySerializer, CONSISTENCY_PARAMETER, RETRY_AFTER_HEADER],
     responses={
         200: OpenApiResponse(
             UserPageSerializer, description="One page of users.", examples=[PAGE_EXAMPLE]

@@ -126,8 +126,28 @@ class UserInputSerializer(serializers.Serializer):
 
 
 class ListQuerySerializer(serializers.Serializer):
-    limit = DecimalIntegerField(min_value=1, max_value=100, default=20)
-    offset = DecimalIntegerField(min_value=0, default=0)
-    cursor = serializers.CharField(required=False, allow_blank=False)
-    email = serializers.CharField(required=False, allow_blank=False, max_length=254)
-    partial = serializers.BooleanField(default=False)
+    """The list's query parameters; the OpenAPI description is derived from these fields."""
+
+    limit = DecimalIntegerField(
+        min_value=1, max_value=100, default=20, help_text="Users per page, 1 to 100."
+    )
+    offset = DecimalIntegerField(
+        min_value=0,
+        default=0,
+        help_text="Users to skip, at most LIST_MAX_OFFSET (1000); not with `cursor`.",
+    )
+    cursor = serializers.CharField(
+        required=False,
+        allow_blank=False,
+        help_text="Opaque position from a previous page's `next`.",
+    )
+    email = serializers.CharField(
+        required=False,
+        allow_blank=False,
+        max_length=254,
+        help_text="Find the user with this email (case-insensitive); ignores the others.",
+    )
+    partial = serializers.BooleanField(
+        default=False,
+        help_text="Answer without the shards that fail instead of failing with 503.",
+    )
