@@ -567,3 +567,20 @@ def test_the_checkers_catch_what_does_not_exist(tmp_path):
     assert variable_exists("SHARD_<i>_REPLICA_URL") and variable_exists("PORT")
     assert path_mentions(doc) == ["shards/nothing.py"]
     assert not path_exists("shards/nothing.py") and path_exists("shards/routing.py")
+
+
+def test_the_decisions_name_every_module_that_still_runs_sql_and_they_are_at_most_four():
+    """SQL text (`.execute(`, `RawSQL`, `.raw(`) stays in the modules DECISIONS.md names."""
+    root = DOCS.parent
+    running = {
+        str(path.relative_to(root))
+        for folder in ("users", "shards")
+        for path in (root / folder).rglob("*.py")
+        if "management" not in path.parts
+        and re.search(r"\.execute\(|RawSQL|\.raw\(", path.read_text())
+    }
+    named = set(
+        re.findall(r"`((?:users|shards)/[a-z_/]+\.py)`", (DOCS / "DECISIONS.md").read_text())
+    )
+    assert running <= named, f"SQL outside the decisions: {running - named}"
+    assert len(running) <= 4, running
