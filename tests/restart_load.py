@@ -1,0 +1,149 @@
+"""A small steady load for restart and stop tests: what every request became, and gaps.
+
+Threads with keep-alive sessions create users (writes) and read them back, recording each
+request's outcome: an HTTP status, or how the connection failed. "refused" means the
+connection was refused before anything was sent; "reset" and "closed" mean a request was
+sent and no answer came (a reset, or a close without a response). Acknowledged writes
+(201) are checked afterwards: each must read back."""
+
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import requests
+
+TOKEN = "X-Consistency-Token"
+
+
+def classify(exc: BaseException) -> str:
+    """refused, reset, closed, timeout or other, from the exception chain of requests."""
+    seen: list[BaseException] = []
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        item = stack.pop()
+        if item is None or item in seen:
+            continue
+        seen.append(item)
+        stack.extend([item.__cause__, item.__context__])
+        stack.extend(arg for arg in getattr(item, "args", ()) if isinstance(arg, BaseException))
+        reason = getattr(item, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+    names = {type(item).__name__ for item in seen}
+    if "ConnectionRefusedError" in names:
+        return "refused"
+    if "ConnectionResetError" in names:  # RemoteDisconnected, a subclass, is "closed"
+        return "reset"
+    if "RemoteDisconnected" in names:
+        return "closed"
+    if names & {"ReadTimeout", "ConnectTimeout", "TimeoutError", "timeout"}:
+        return "timeout"
+    return "other:" + type(exc).__name__
+
+
+@dataclass
+class Load:
+    base_url: str
+    threads: int = 6
+    timeout: float = 30.0
+    outcomes: Counter = field(default_factory=Counter)
+    answered_at: list[float] = field(default_factory=list)
+    writes: list[tuple[str, str]] = field(default_factory=list)  # (user id, token)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._workers = [
+            threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)
+        ]
+
+    def _record(self, outcome: str | int, detail: str = "") -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.outcomes[outcome] += 1
+            if isinstance(outcome, int):
+                self.answered_at.append(now)
+            elif detail and len(self.errors) < 20:
+                self.errors.append(detail)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        mine: list[tuple[str, str]] = []
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            try:
+                if n % 2 or not mine:
+                    email = f"load-{uuid.uuid4().hex[:12]}@example.com"
+                    r = session.post(
+                        f"{self.base_url}/api/v1/users/",
+                        json={"name": "Load", "email": email},
+                        timeout=self.timeout,
+                    )
+                    if r.status_code == 201:
+                        mine.append((r.json()["id"], r.headers[TOKEN]))
+                        with self._lock:
+                            self.writes.append(mine[-1])
+                else:
+                    user_id, token = mine[n % len(mine)]
+                    r = session.get(
+                        f"{self.base_url}/api/v1/users/{user_id}",
+                        headers={TOKEN: token},
+                        timeout=self.timeout,
+                    )
+                self._record(r.status_code)
+            except requests.RequestException as exc:
+                self._record(classify(exc), repr(exc)[:300])
+                session.close()
+                session = requests.Session()
+                time.sleep(0.01)
+
+    def start(self) -> "Load":
+        self.started = time.monotonic()
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def stop(self) -> "Load":
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=60)
+        self.stopped = time.monotonic()
+        return self
+
+    def longest_gap(self, start: float | None = None, end: float | None = None) -> float:
+        """Longest stretch, in seconds, with no answer at all (from start to end)."""
+        start = self.started if start is None else start
+        end = self.stopped if end is None else end
+        times = sorted(t for t in self.answered_at if start <= t <= end)
+        points = [start, *times, end]
+        return max(b - a for a, b in zip(points, points[1:], strict=False))
+
+    def count(self, *outcomes: str | int) -> int:
+        return sum(self.outcomes[o] for o in outcomes)
+
+    def server_errors(self) -> int:
+        return sum(n for o, n in self.outcomes.items() if isinstance(o, int) and o >= 500)
+
+    def lost_writes(self, base_url: str | None = None) -> list[str]:
+        """Acknowledged creates that do not read back (with their consistency token)."""
+        lost = []
+        with requests.Session() as session:
+            for user_id, token in self.writes:
+                r = session.get(
+                    f"{base_url or self.base_url}/api/v1/users/{user_id}", headers={TOKEN: token}
+                )
+                if r.status_code != 200:
+                    lost.append(user_id)
+        return lost
+
+    def summary(self) -> str:
+        total = sum(self.outcomes.values())
+        return (
+            f"{total} requests, outcomes {dict(self.outcomes)}, "
+            f"{len(self.writes)} acknowledged writes, "
+            f"longest gap {self.longest_gap() * 1000:.0f} ms"
+        )
