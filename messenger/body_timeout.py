@@ -20,11 +20,15 @@ from shards.scatter import gevent_patched
 TIMED_OUT = "messenger.body_timed_out"
 
 
+class BodyTimeout(Exception):
+    """Not an OSError: Django turns those, raised while reading, into UnreadablePostError."""
+
+
 def _time_limit(seconds: float):
     if gevent_patched():
         import gevent
 
-        return gevent.Timeout(seconds, TimeoutError)
+        return gevent.Timeout(seconds, BodyTimeout)
     return contextlib.nullcontext()  # tests' Django client: the body is already in memory
 
 
@@ -41,7 +45,7 @@ class BodyReadTimeoutMiddleware:
             try:
                 with _time_limit(self.seconds):
                     request.body  # noqa: B018 - read now, cached for the parsers
-            except TimeoutError:
+            except BodyTimeout:
                 request.META[TIMED_OUT] = True
                 return error_response(
                     408, f"request body not received within {self.seconds:g} s", "request_timeout"

@@ -60,6 +60,9 @@ def post_worker_init(worker) -> None:
     from shards.health import monitor
 
     monitor.start_background()  # the first health refresh runs before the worker accepts
+    from messenger.warmup import warm_up
+
+    warm_up(worker.wsgi, worker.log)
     lifecycle.worker_ready(worker)
 
 

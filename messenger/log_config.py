@@ -7,6 +7,7 @@ it before the workers are forked and patched by gevent."""
 
 import contextvars
 import logging
+import logging.config
 import os
 from datetime import UTC, datetime
 
@@ -66,6 +67,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
+
+
+def configure(config: dict) -> None:
+    """Django's LOGGING_CONFIG: the dictConfig, and Python warnings (a library's
+    UserWarning, a DeprecationWarning) as log records instead of bare lines on stderr."""
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
 
 
 def log_format() -> str:

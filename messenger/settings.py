@@ -180,5 +180,6 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DJANGO_ENV != "production"
 
 # One configuration for Django and gunicorn (messenger.log_config): LOG_LEVEL, LOG_FORMAT.
+LOGGING_CONFIG = "messenger.log_config.configure"
 LOGGING = logging_config(env.str("LOG_LEVEL", default="INFO"))
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]  # see AdminOnlyMiddleware
