@@ -6,6 +6,7 @@ connection was refused before anything was sent; "reset" and "closed" mean a req
 sent and no answer came (a reset, or a close without a response). Acknowledged writes
 (201) are checked afterwards: each must read back."""
 
+import multiprocessing
 import threading
 import time
 import uuid
@@ -123,7 +124,10 @@ class Load:
         start = times[0] if start is None else start
         end = times[-1] if end is None else end
         points = [start, *(t for t in times if start <= t <= end), end]
-        return max(b - a for a, b in zip(points, points[1:], strict=False))
+        gap, self.longest_gap_began = max(
+            (b - a, a - self.started) for a, b in zip(points, points[1:], strict=False)
+        )
+        return gap
 
     def count(self, *outcomes: str | int) -> int:
         return sum(self.outcomes[o] for o in outcomes)
@@ -148,5 +152,57 @@ class Load:
         return (
             f"{total} requests, outcomes {dict(self.outcomes)}, "
             f"{len(self.writes)} acknowledged writes, "
-            f"longest gap {self.longest_gap() * 1000:.0f} ms"
+            f"longest gap {self.longest_gap() * 1000:.0f} ms "
+            f"(from {self.longest_gap_began:.2f} s after the start)"
         )
+
+
+def _run_in_child(base_url: str, threads: int, started, stop, results) -> None:
+    load = Load(base_url, threads=threads).start()
+    started.put(True)
+    stop.wait()
+    load.stop()
+    results.put((load.started, dict(load.outcomes), load.answered_at, load.writes, load.errors))
+
+
+class LoadGroup:
+    """Load from several processes: one process's threads share a GIL and a CPU share, so
+    on a busy machine they all stall together, which would look like a server's gap."""
+
+    def __init__(self, base_url: str, processes: int = 3, threads: int = 4) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.base_url = base_url
+        self._started = context.Queue()
+        self._stop = context.Event()
+        self._results = context.Queue()
+        self._children = [
+            context.Process(
+                target=_run_in_child,
+                args=(base_url, threads, self._started, self._stop, self._results),
+            )
+            for _ in range(processes)
+        ]
+
+    def start(self) -> "LoadGroup":
+        for child in self._children:
+            child.start()
+        for _ in self._children:
+            self._started.get(timeout=60)
+        return self
+
+    def stop(self) -> Load:
+        """Stop every process; their records merged in one Load."""
+        self._stop.set()
+        merged = Load(self.base_url, threads=0)
+        merged.started = float("inf")
+        for _ in self._children:
+            started, outcomes, answered_at, writes, errors = self._results.get(timeout=120)
+            merged.started = min(merged.started, started)
+            merged.outcomes.update(outcomes)
+            merged.answered_at.extend(answered_at)
+            merged.writes.extend(writes)
+            merged.errors.extend(errors)
+        for child in self._children:
+            child.join(timeout=30)
+        merged.stopped = time.monotonic()
+        return merged

@@ -18,7 +18,7 @@ import requests
 
 from shards.routing import shard_for_user_id
 from tests.conftest import API_PORT, api_env
-from tests.restart_load import Load
+from tests.restart_load import LoadGroup
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,15 +165,19 @@ def test_each_server_has_its_own_control_socket_and_stopping_one_keeps_the_other
 def test_restarts_under_load_lose_nothing_refuse_nothing_and_never_pause(daemon):
     daemon.api("start")
     first = daemon.master_pid()
-    load = Load(daemon.base_url).start()
+    group = LoadGroup(daemon.base_url).start()
     time.sleep(1.5)
+    marks = [time.monotonic()]
     daemon.api("restart")
+    marks.append(time.monotonic())
     time.sleep(1.5)
     # A changed setting takes effect: JSON logs and three workers instead of two.
+    marks.append(time.monotonic())
     daemon.api("restart", LOG_FORMAT="json", WEB_CONCURRENCY="3")
+    marks.append(time.monotonic())
     time.sleep(1.5)
-    load.stop()
-    print(load.summary())
+    load = group.stop()
+    print(load.summary(), "restarts (s):", [round(t - load.started, 2) for t in marks])
     assert daemon.master_pid() != first
     assert load.count("refused", "reset", "closed", "timeout") == 0, load.errors
     assert load.server_errors() == 0, load.outcomes
@@ -187,7 +191,7 @@ def test_restarts_under_load_lose_nothing_refuse_nothing_and_never_pause(daemon)
 def test_sigterm_under_load_answers_or_refuses_and_never_resets(daemon):
     daemon.api("start")
     master = daemon.master_pid()
-    load = Load(daemon.base_url).start()
+    group = LoadGroup(daemon.base_url).start()
     time.sleep(1.5)
     os.kill(master, signal.SIGTERM)
     deadline = time.monotonic() + 20
@@ -198,7 +202,7 @@ def test_sigterm_under_load_answers_or_refuses_and_never_resets(daemon):
             break
         time.sleep(0.05)
     time.sleep(1.0)  # clients keep trying: the port is closed now
-    load.stop()
+    load = group.stop()
     print(load.summary())
     assert load.count("reset", "closed", "timeout") == 0, load.errors
     assert load.server_errors() == 0, load.outcomes
