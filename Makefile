@@ -33,7 +33,7 @@ venv: $(VENV)/.installed ## Create .venv and install the locked Python dependenc
 dev: system venv up migrate-up ## Start everything: cluster, migrations, API on :$(PORT) with reload
 	@scripts/api.sh start --reload
 
-restart: venv ## Restart the API server
+restart: venv ## Restart the API server without a pause (new workers ready before the old ones stop)
 	@scripts/api.sh restart
 
 rebuild: ## Reinstall Python dependencies and restart the API server

@@ -24,6 +24,7 @@ ERROR_CODES = {
     "bad_request": "400: the request itself is malformed (Content-Length, Host).",
     "not_found": "404: no such user (a malformed id names none) or route.",
     "method_not_allowed": "405: the path does not answer this method (`Allow` lists it).",
+    "request_timeout": "408: the body did not arrive within REQUEST_BODY_TIMEOUT.",
     "email_taken": "409: another user has this email.",
     "email_pending": "409: a user with this email is being created; retry after `Retry-After`.",
     "user_busy": "409: another change of this user's email is in progress; retry shortly.",

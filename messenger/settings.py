@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from messenger.log_config import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -39,9 +41,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every answer and every log line of a request carries its X-Request-ID.
+    "messenger.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "messenger.middleware.BodySizeLimitMiddleware",
+    "messenger.body_timeout.BodyReadTimeoutMiddleware",
     "messenger.middleware.ConsistencyTokenMiddleware",
     # Sessions, CSRF, auth and messages only run for /admin/ (see messenger.middleware):
     # the API path carries none of them.
@@ -166,6 +171,8 @@ SHARD_RETRY_AFTER = env.int("SHARD_RETRY_AFTER", default=5)
 
 # Requests with a larger body are refused with 413 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=64 * 1024)
+# Seconds a request body may take to arrive (then 408 and the connection closes).
+REQUEST_BODY_TIMEOUT = env.float("REQUEST_BODY_TIMEOUT", default=10.0)
 
 # --- HTTP / DRF --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -203,11 +210,7 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DJANGO_ENV != "production"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO").upper()},
-}
+# One configuration for Django and gunicorn (messenger.log_config): LOG_LEVEL, LOG_FORMAT.
+LOGGING_CONFIG = "messenger.log_config.configure"
+LOGGING = logging_config(env.str("LOG_LEVEL", default="INFO"))
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]  # see AdminOnlyMiddleware

@@ -102,13 +102,11 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture(scope="session")
-def api_server(django_db_setup):
-    """A real gunicorn with gevent workers on the test databases; yields its base URL."""
-    assert not _port_open(API_PORT), f"port {API_PORT} is busy"
-    env = {
+def api_env(port: int) -> dict[str, str]:
+    """Environment of an API server on the test databases (after django_db_setup)."""
+    return {
         **os.environ,
-        "PORT": str(API_PORT),
+        "PORT": str(port),
         "DJANGO_ENV": "test",
         "SHARD_DB_NAME": settings.SHARD_DB_NAME.removesuffix("_test") + "_test",
         "DATABASE_URL": "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(
@@ -117,7 +115,15 @@ def api_server(django_db_setup):
         "WEB_CONCURRENCY": "2",
         "REPLICA_CHECK_INTERVAL": "0.2",
         "LOG_LEVEL": "warning",
+        "REQUEST_BODY_TIMEOUT": "2",
     }
+
+
+@pytest.fixture(scope="session")
+def api_server(django_db_setup):
+    """A real gunicorn with gevent workers on the test databases; yields its base URL."""
+    assert not _port_open(API_PORT), f"port {API_PORT} is busy"
+    env = api_env(API_PORT)
     log = open(ROOT / "var" / "test-api.log", "w")  # noqa: SIM115 - closed at teardown
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"],
