@@ -1,15 +1,16 @@
-"""This checkout against an earlier commit, side by side: same database, same machine, one run.
+"""Two builds side by side: same database, same machine, one run.
 
-    .venv/bin/python bench/compare_builds.py --ref 2afc38c     # or: make bench-compare REF=...
+    .venv/bin/python bench/compare_builds.py --ref 2afc38c [--new 4f3c022]
 
-The earlier commit is exported (`git archive`) into var/bench/ref-<commit>/ and served by
-the same virtualenv with the same gunicorn config on a port of its own, next to this
-checkout's server. Each round runs every target against both servers, one after the other,
-in an order that alternates between rounds, so load from elsewhere on a shared machine falls
-on both alike. Printed per target: req/s and worker CPU per request of each build and the
-ratio (this / ref: above 1 is faster for req/s, below 1 is cheaper for CPU). Both servers
-read the dev database (`make up migrate-up`); seeded users are added if too few, and the
-users the POST target creates are deleted afterwards.
+The earlier commit (and, with --new, a later one instead of this checkout) is exported
+(`git archive`) into var/bench/ref-<commit>/ and served by the same virtualenv with the same
+gunicorn config on a port of its own, next to the other build's server. Each round runs
+every target against both servers, one after the other, in an order that alternates
+between rounds, so load from elsewhere on a shared machine falls on both alike. Printed per
+target: req/s and worker CPU per request of each build and the ratio (new / ref: above 1 is
+faster for req/s, below 1 is cheaper for CPU). Both servers read the dev database
+(`make up migrate-up`); seeded users are added if too few, and the users the POST target
+creates are deleted afterwards.
 """
 
 import argparse
@@ -64,6 +65,7 @@ def targets(ids: dict[str, Path]) -> list[dict]:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ref", required=True, help="The earlier commit to compare with.")
+    parser.add_argument("--new", help="A later commit to serve instead of this checkout.")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=8, help="Seconds per run.")
     parser.add_argument("--connections", type=int, default=64)
@@ -84,7 +86,9 @@ def main() -> None:
     runs: dict[tuple[str, str], list[dict]] = {}
     with (
         Server(args.ref_port, settings="messenger.settings", root=ref_root) as ref,
-        Server(args.port, settings="messenger.settings") as new,
+        Server(
+            args.port, settings="messenger.settings", root=export(args.new) if args.new else ROOT
+        ) as new,
     ):
         builds = {"ref": ref, "new": new}
         for target in targets(ids):  # warm both up
@@ -123,7 +127,11 @@ def main() -> None:
             "new_cpu_ms": statistics.median(r["cpu_ms"] for r in new_runs),
             "errors": sum(r["errors"] for r in ref_runs + new_runs),
         }
-    print(f"\nmedians of {args.rounds} rounds, {args.connections} connections, ref {args.ref}")
+    new_name = args.new or "this checkout"
+    print(
+        f"\nmedians of {args.rounds} rounds, {args.connections} connections,"
+        f" ref {args.ref}, new {new_name}"
+    )
     print(
         "| operation | ref req/s | new req/s | new/ref"
         " | ref CPU ms/req | new CPU ms/req | new/ref |"
@@ -135,7 +143,9 @@ def main() -> None:
             f" | {r['ref_cpu_ms']:.3f} | {r['new_cpu_ms']:.3f}"
             f" | {r['new_cpu_ms'] / r['ref_cpu_ms']:.2f} |"
         )
-    (OUT / "compare.json").write_text(json.dumps({"ref": args.ref, "rows": rows}, indent=2))
+    (OUT / "compare.json").write_text(
+        json.dumps({"ref": args.ref, "new": new_name, "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

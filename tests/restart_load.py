@@ -55,6 +55,7 @@ class Load:
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.slowest = (0.0, 0.0)  # (seconds, when it began): the slowest answer or failure
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._workers = [
@@ -65,7 +66,7 @@ class Load:
         now = time.monotonic()
         with self._lock:
             self.outcomes[outcome] += 1
-            self.slowest = max(getattr(self, "slowest", (0.0, 0.0)), (now - began, began))
+            self.slowest = max(self.slowest, (now - began, began))
             if isinstance(outcome, int):
                 self.answered_at.append(now)
             elif detail and len(self.errors) < 20:
@@ -151,7 +152,7 @@ class Load:
         total = sum(self.outcomes.values())
         return (
             f"{total} requests, outcomes {dict(self.outcomes)}, "
-            f"{len(self.writes)} acknowledged writes, "
+            f"{len(self.writes)} acknowledged writes, slowest {self.slowest[0] * 1000:.0f} ms, "
             f"longest gap {self.longest_gap() * 1000:.0f} ms "
             f"(from {self.longest_gap_began:.2f} s after the start)"
         )
@@ -162,7 +163,16 @@ def _run_in_child(base_url: str, threads: int, started, stop, results) -> None:
     started.put(True)
     stop.wait()
     load.stop()
-    results.put((load.started, dict(load.outcomes), load.answered_at, load.writes, load.errors))
+    results.put(
+        (
+            load.started,
+            dict(load.outcomes),
+            load.answered_at,
+            load.writes,
+            load.errors,
+            load.slowest,
+        )
+    )
 
 
 class LoadGroup:
@@ -196,8 +206,9 @@ class LoadGroup:
         merged = Load(self.base_url, threads=0)
         merged.started = float("inf")
         for _ in self._children:
-            started, outcomes, answered_at, writes, errors = self._results.get(timeout=120)
+            started, outcomes, answered_at, writes, errors, slowest = self._results.get(timeout=120)
             merged.started = min(merged.started, started)
+            merged.slowest = max(merged.slowest, slowest)
             merged.outcomes.update(outcomes)
             merged.answered_at.extend(answered_at)
             merged.writes.extend(writes)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.conf import settings
 
 from shards.routing import shard_for_user_id
 from tests.conftest import API_PORT, api_env
@@ -183,6 +184,8 @@ def test_restarts_under_load_lose_nothing_refuse_nothing_and_never_pause(daemon)
     assert load.server_errors() == 0, load.outcomes
     assert load.longest_gap() < MAX_GAP, load.summary()
     assert load.lost_writes() == []
+    assert load.count(404) == 0, "a read with its write's token missed the write (stale)"
+    assert load.slowest[0] < settings.DB_TIMEOUT + 1, load.summary()
     json.loads(daemon.log_lines()[-1])  # the new master logs JSON
     workers = (daemon.run_dir / f"api-{daemon.master_pid()}.workers").read_text()
     assert workers.strip() == "3"
@@ -207,5 +210,7 @@ def test_sigterm_under_load_answers_or_refuses_and_never_resets(daemon):
     assert load.count("reset", "closed", "timeout") == 0, load.errors
     assert load.server_errors() == 0, load.outcomes
     assert load.count(201) > 0 and load.count("refused") > 0
+    assert load.count(404) == 0, "a read with its write's token missed the write (stale)"
+    assert load.slowest[0] < settings.DB_TIMEOUT + 1, load.summary()
     daemon.api("start")
     assert load.lost_writes() == []
