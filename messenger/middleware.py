@@ -71,12 +71,17 @@ class ConsistencyTokenMiddleware:
     is a 400 that changed nothing, and make its positions the request's (the router reads
     them to decide whether a replica may answer)."""
 
+    META_KEY = "HTTP_" + TOKEN_HEADER.upper().replace("-", "_")
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        token = request.META.get(self.META_KEY)
+        if not token:
+            return self.get_response(request)  # no constraint: request_positions() is {}
         try:
-            positions = decode_token(request.headers.get(TOKEN_HEADER))
+            positions = decode_token(token)
         except InvalidToken as exc:
             return error_response(
                 400, "invalid input", "validation_error", {TOKEN_HEADER: [str(exc)]}

@@ -43,7 +43,8 @@ def shard_for_email(email: str) -> Shard:
 
 def shard_for_key(key: str) -> Shard:
     """The shard of a routing key already in its canonical text form."""
-    return all_shards()[routing.shard_for_key(key, settings.SHARDING_COUNT)]
+    shards = all_shards()
+    return shards[routing.shard_for_key(key, len(shards))]
 
 
 @cache
