@@ -1,6 +1,7 @@
 """A second, small cluster (3 shards, other ports) with its own API server, for tests that
 stop and start real processes without disturbing the cluster the other tests use."""
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -207,3 +208,18 @@ class FaultCluster:
                 return
             time.sleep(0.2)
         raise AssertionError("fault cluster did not become ready")
+
+
+@contextlib.contextmanager
+def running(cluster: FaultCluster, **api_env: str):
+    """The cluster up, migrated and empty, with its API started and ready; all of it
+    stopped afterwards (a module-scoped fixture of each fault test module)."""
+    cluster.up()
+    cluster.migrate()
+    cluster.start_api(**api_env)
+    cluster.wait_ready()
+    try:
+        yield cluster
+    finally:
+        cluster.stop_api()
+        cluster.down()

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from shards.routing import shard_for_email, shard_for_user_id
-from tests.fault_cluster import SHARDS, FaultCluster
+from tests.fault_cluster import SHARDS, FaultCluster, running
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 TOKEN = "X-Consistency-Token"
@@ -19,14 +19,8 @@ TOKEN = "X-Consistency-Token"
 
 @pytest.fixture(scope="module")
 def fault():
-    cluster = FaultCluster()
-    cluster.up()
-    cluster.migrate()
-    cluster.start_api()
-    cluster.wait_ready()
-    yield cluster
-    cluster.stop_api()
-    cluster.down()
+    with running(FaultCluster()) as cluster:
+        yield cluster
 
 
 @pytest.fixture

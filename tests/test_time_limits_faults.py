@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from shards.routing import shard_for_user_id
-from tests.fault_cluster import SHARDS, FaultCluster
+from tests.fault_cluster import SHARDS, FaultCluster, running
 from tests.fault_workload import check, merged, run_workload, verify_writes
 from tests.test_faults import TOKEN, create_on, email_not_on
 
@@ -27,14 +27,8 @@ DETECT_WITHIN = 2.0  # and for detecting a partition
 
 @pytest.fixture(scope="module")
 def fault():
-    cluster = FaultCluster(proxied_shard=VICTIM)
-    cluster.up()
-    cluster.migrate()
-    cluster.start_api(REPLICA_CHECK_INTERVAL="1.0")
-    cluster.wait_ready()
-    yield cluster
-    cluster.stop_api()
-    cluster.down()
+    with running(FaultCluster(proxied_shard=VICTIM), REPLICA_CHECK_INTERVAL="1.0") as cluster:
+        yield cluster
 
 
 @pytest.fixture

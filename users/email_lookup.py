@@ -108,32 +108,24 @@ def claim(email: str, user_id: uuid.UUID) -> None:
             return
         raise EmailTaken(key)
     holder, claimed_at, expired = existing
-    if holder == user_id:
-        # Left by an earlier change of this user whose outcome was unknown: renew it, so
-        # that a take-over of the old, maybe expired, claim cannot slip in before the row
-        # is written (the renewal and a take-over are both compare-and-set).
-        renewed, _ = run_write(
-            shard,
-            lambda: _set_claim(key, user_id, user_id, claimed_at),
-            atomic=False,
-            wal_position=False,
-        )
-        if not renewed:
+    if holder != user_id:
+        if _user_holds_email(holder, key):
             raise EmailTaken(key)
-        return
-    if _user_holds_email(holder, key):
-        raise EmailTaken(key)
-    if not expired:
-        raise EmailTaken(key, pending=True)
-    taken, _ = run_write(
+        if not expired:
+            raise EmailTaken(key, pending=True)
+    # Take over a stale claim, or renew this user's own (left by an earlier change whose
+    # outcome was unknown) so that a take-over of it cannot slip in before the row is
+    # written: compare-and-set either way, so two claimants cannot both win.
+    changed, _ = run_write(
         shard,
         lambda: _set_claim(key, user_id, holder, claimed_at),
         atomic=False,
         wal_position=False,
     )
-    if not taken:
+    if not changed:
         raise EmailTaken(key)
-    logger.info("took over the stale email claim of user %s", holder)
+    if holder != user_id:
+        logger.info("took over the stale email claim of user %s", holder)
 
 
 def _claimant(key: str) -> uuid.UUID | None:
