@@ -1,11 +1,13 @@
 """The users of every shard in the Django admin.
 
-Users live on the shards, never on `default`, so the stock ModelAdmin views (which query
-`User.objects` without a shard) cannot work. This ModelAdmin keeps what the admin gives a
+Users live on the shards, never on `default`. This ModelAdmin implements Django's documented
+multi-database hooks for them (`get_queryset`: the selected shard; `get_object`: routed by the
+id; `save_model` and `delete_model`: through users.services), keeps what the admin gives a
 registered model (its URLs and names, permissions, breadcrumbs, the action log) and replaces
-the views: a list per shard (keyset pages, newest first), search by email (through the email
-lookup) or by id (routed to its shard), and change and delete pages that go through
-users.services like the API, so email uniqueness and the lookup table stay right.
+the views whose stock versions count and offset-page a table: a list per shard (keyset pages,
+newest first), search by email (through the email lookup) or by id (routed to its shard),
+and change and delete pages that save and delete through those hooks, so email uniqueness
+and the lookup table stay right.
 
 The admin keeps its consistency token in its session, as an API client keeps it in a header:
 after an edit the operator reads what they wrote, however far a replica lags."""
@@ -145,6 +147,34 @@ class ShardedUserAdmin(admin.ModelAdmin):
         messages.warning(request, f"No shard {raw!r}: showing shard-0.")
         return shard_by_id(0)
 
+    # --- Django's multi-database hooks ------------------------------------------------------
+    def get_queryset(self, request: HttpRequest):
+        """The users of the shard the list shows (`?shard=`), where the router sends them."""
+        return User.objects.for_shard(self._selected_shard(request))
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field=None) -> User | None:
+        """The user, from the shard its id routes to, read with the admin's consistency
+        token (its replica only once that holds the admin's last write). Raises
+        ShardUnavailable."""
+        user_id = _parse_uuid(object_id)
+        if user_id is None:
+            return None
+        with positions_of_request(_session_positions(request)):
+            return selectors.get_user(user_id=user_id)
+
+    def save_model(self, request: HttpRequest, obj: User, form: UserForm, change: bool) -> None:
+        """Through the users service, like the API: the email's claim moves with it. Raises
+        UserNotFound, EmailTaken, ShardUnavailable."""
+        changes = {field: form.cleaned_data[field] for field in form.changed_data}
+        updated, positions = services.update_user(user_id=obj.id, **changes)
+        _remember_writes(request, positions)
+        obj.name, obj.email, obj.updated_at = updated.name, updated.email, updated.updated_at
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        """Through the users service: the user's rows on its shard and its email claim go.
+        Raises UserNotFound, ShardUnavailable."""
+        _remember_writes(request, services.delete_user(user_id=obj.id))
+
     def _load_user(self, request: HttpRequest, object_id: str) -> User | HttpResponse:
         """The user, or the redirect that explains why it cannot be shown."""
         user_id = _parse_uuid(object_id)
@@ -152,8 +182,7 @@ class ShardedUserAdmin(admin.ModelAdmin):
             messages.warning(request, f"{object_id!r} is not a user id.")
             return HttpResponseRedirect(self._changelist_url())
         try:
-            with positions_of_request(_session_positions(request)):
-                user = selectors.get_user(user_id=user_id)
+            user = self.get_object(request, object_id)
         except ShardUnavailable as exc:
             messages.error(request, str(exc))
             return HttpResponseRedirect(self._changelist_url(shard_for_user_id(user_id)))
@@ -255,7 +284,7 @@ class ShardedUserAdmin(admin.ModelAdmin):
             messages.info(request, "No fields changed.")
             return HttpResponseRedirect(self._changelist_url(shard))
         try:
-            updated, positions = services.update_user(user_id=user.id, **changes)
+            self.save_model(request, user, form, change=True)
         except services.UserNotFound:
             messages.warning(request, f"No user with id {user.id}: it may have been deleted.")
             return HttpResponseRedirect(self._changelist_url(shard))
@@ -268,9 +297,8 @@ class ShardedUserAdmin(admin.ModelAdmin):
         except ShardUnavailable as exc:
             form.add_error(None, f"Not saved: {exc}")
             return None
-        _remember_writes(request, positions)
         fields = [form.fields[name].label or name.capitalize() for name in changes]
-        logged = _log_object(updated)
+        logged = _log_object(user)
         self.log_change(request, logged, [{"changed": {"fields": fields}}])
         messages.success(request, f"The user “{logged}” on {shard.name} was changed.")
         if "_continue" in request.POST:
@@ -288,14 +316,13 @@ class ShardedUserAdmin(admin.ModelAdmin):
         shard = shard_for_user_id(user.id)
         if request.method == "POST":
             try:
-                positions = services.delete_user(user_id=user.id)
+                self.delete_model(request, user)
             except services.UserNotFound:
                 messages.warning(request, f"No user with id {user.id}: already deleted.")
                 return HttpResponseRedirect(self._changelist_url(shard))
             except ShardUnavailable as exc:
                 messages.error(request, f"Not deleted: {exc}")
                 return HttpResponseRedirect(self._change_url(user.id))
-            _remember_writes(request, positions)
             deleted = _log_object(user)
             self.log_deletions(request, [deleted])
             messages.success(request, f"The user “{deleted}” was deleted from {shard.name}.")
