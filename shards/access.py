@@ -103,9 +103,7 @@ def _pool_saturated(alias: str) -> bool:
     """Every connection the pool may open is open (and lent): waiting was for one of them
     to come back. A pool still below its size was waiting for a new connection, i.e. for
     the database to accept one."""
-    from django.db.backends.postgresql.base import DatabaseWrapper
-
-    pool = DatabaseWrapper._connection_pools.get(alias)
+    pool = connections[alias].pool  # Django's pool of the alias (None without pooling)
     if pool is None:
         return False
     return pool.get_stats().get("pool_size", 0) >= pool.max_size

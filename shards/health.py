@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 import psycopg
 from django.conf import settings
+from django.db import connections
 
 from shards.consistency import lsn_to_int
 from shards.scatter import gevent_patched, scatter
@@ -104,13 +105,10 @@ def reset_pool(alias: str) -> None:
 
     After a restart every idle connection in the pool is dead, and psycopg_pool retries
     failed connects with a growing backoff while callers wait: a fresh pool has neither.
-    The old pool is detached first, then closed aside, so no request picks it up while
-    it closes."""
-    from django.db.backends.postgresql.base import DatabaseWrapper
-
-    pool = DatabaseWrapper._connection_pools.pop(alias, None)
-    if pool is not None:
-        threading.Thread(target=pool.close, kwargs={"timeout": 1.0}, daemon=True).start()
+    Django's `close_pool()` closes it and forgets it; a call that meets it while it closes
+    gets a connection error and is retried like any other."""
+    with contextlib.suppress(Exception):
+        connections[alias].close_pool()
 
 
 class HealthMonitor:
