@@ -57,6 +57,17 @@ def post_worker_init(worker) -> None:
     if psycopg.waiting.wait is getattr(psycopg.waiting, "wait_c", None):
         worker.log.critical("psycopg uses its blocking C wait function under gevent: abort")
         sys.exit(4)
+    from django.core.exceptions import ImproperlyConfigured
+
+    from shards import slot_map
+
+    try:
+        slot_map.refresh()
+    except ImproperlyConfigured as exc:
+        # The map in the control database gives slots to a shard this server has no
+        # address for: serving would answer its users 404. Refuse to start.
+        worker.log.critical("refusing to start: %s", exc)
+        sys.exit(4)
     from shards.health import monitor
 
     monitor.start_background()  # the first health refresh runs before the worker accepts

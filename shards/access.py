@@ -39,7 +39,13 @@ from shards.consistency import request_positions
 from shards.errors import ServerBusy, ShardUnavailable, WriteOutcomeUnknown
 from shards.health import monitor, replay_position, wal_position
 from shards.router import pinned, replica_can_serve
-from shards.timeouts import DatabaseTimeout, deadline_in, remaining, time_limit
+from shards.timeouts import (
+    DatabaseTimeout,
+    deadline_in,
+    discard_on_expiry,
+    remaining,
+    time_limit,
+)
 from shards.topology import Shard, shard_for_alias
 
 logger = logging.getLogger(__name__)
@@ -251,7 +257,7 @@ def run_write(
         if body_done:
             # COMMIT was under way when the connection died: never run the body twice.
             raise _unknown_outcome(shard)
-        with transaction.atomic(using=alias):
+        with transaction.atomic(using=alias), discard_on_expiry(alias):
             result = write()
             body_done = True
         return result

@@ -45,3 +45,21 @@ class ShardedModel(models.Model):
 
 def is_sharded(model: type[models.Model]) -> bool:
     return issubclass(model, ShardedModel)
+
+
+class SlotMap(models.Model):
+    """One version of the slot -> shard map, in the control database (`default`).
+
+    Shard hosts are configuration (settings.SHARDING_COUNT and the URLs); which shard owns
+    which slot is data, so that resharding can change it while the API serves: the highest
+    version is the map in force (shards.slot_map)."""
+
+    version = models.PositiveIntegerField(primary_key=True)
+    owners = models.JSONField(help_text="The owner shard of each slot, slot 0 first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "slot_map"
+
+    def __str__(self) -> str:
+        return f"slot map v{self.version}"

@@ -75,6 +75,18 @@ def time_limit(alias: str, seconds: float) -> Iterator[None]:
         timer.close()
 
 
+@contextlib.contextmanager
+def discard_on_expiry(alias: str) -> Iterator[None]:
+    """Inside a transaction block: when the time limit fires, close the connection at once,
+    so that leaving the block sends nothing (Django would send a ROLLBACK, and a database
+    that does not answer would hold it past the limit)."""
+    try:
+        yield
+    except _Expired:
+        discard(alias)
+        raise
+
+
 def discard(alias: str) -> None:
     """Close the alias's connection for good: an interrupted call leaves it mid-protocol.
     Closing the psycopg connection first makes the pool drop it instead of reusing it."""

@@ -6,7 +6,7 @@ from functools import cache
 
 from django.conf import settings
 
-from shards import routing
+from shards import routing, slot_map
 
 
 @dataclass(frozen=True)
@@ -32,19 +32,19 @@ def shard_by_id(shard_id: int) -> Shard:
     return all_shards()[shard_id]
 
 
+def shard_for_key(key: str) -> Shard:
+    """The shard that owns a routing key (already in its canonical text form) now: its slot's
+    owner in the slot map in force (shards.slot_map)."""
+    return all_shards()[slot_map.current().owners[routing.slot_for_key(key)]]
+
+
 def shard_for_user_id(user_id: str | uuid.UUID) -> Shard:
     """Raises ValueError when `user_id` is not a UUID."""
-    return all_shards()[routing.shard_for_user_id(user_id, settings.SHARDING_COUNT)]
+    return shard_for_key(routing.canonical_user_id(user_id))
 
 
 def shard_for_email(email: str) -> Shard:
-    return all_shards()[routing.shard_for_email(email, settings.SHARDING_COUNT)]
-
-
-def shard_for_key(key: str) -> Shard:
-    """The shard of a routing key already in its canonical text form."""
-    shards = all_shards()
-    return shards[routing.shard_for_key(key, len(shards))]
+    return shard_for_key(routing.canonical_email(email))
 
 
 @cache
