@@ -42,6 +42,7 @@ from shards.router import pinned, replica_can_serve
 from shards.timeouts import (
     DatabaseTimeout,
     deadline_in,
+    discard,
     discard_on_expiry,
     remaining,
     time_limit,
@@ -257,9 +258,17 @@ def run_write(
         if body_done:
             # COMMIT was under way when the connection died: never run the body twice.
             raise _unknown_outcome(shard)
-        with transaction.atomic(using=alias), discard_on_expiry(alias):
-            result = write()
-            body_done = True
+        try:
+            with transaction.atomic(using=alias), discard_on_expiry(alias):
+                result = write()
+                body_done = True
+        except Exception as exc:
+            if not body_done:
+                raise
+            # COMMIT failed, or its time limit fired (Django then also fails to restore
+            # autocommit on the half-finished connection): whether it committed is unknown.
+            discard(alias)
+            raise _unknown_outcome(shard) from exc
         return result
 
     def single_statement(alias: str) -> T:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 
 from django.db import OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from shards.scatter import gevent_patched
 
@@ -47,9 +48,12 @@ def remaining(deadline: float) -> float:
 
 
 @contextlib.contextmanager
-def time_limit(alias: str, seconds: float) -> Iterator[None]:
+def time_limit(
+    alias: str, seconds: float, wrapper: BaseDatabaseWrapper | None = None
+) -> Iterator[None]:
     """Run the block within `seconds` (under gevent); past it, discard the alias's
-    connection and raise DatabaseTimeout. Outside gevent only the TCP limits apply."""
+    connection (`wrapper`, when the block uses one of its own, else the request's) and raise
+    DatabaseTimeout. Outside gevent only the TCP limits apply."""
     if not gevent_patched():
         yield
         return
@@ -65,9 +69,9 @@ def time_limit(alias: str, seconds: float) -> Iterator[None]:
     except _Expired as exc:
         if exc is not expired:
             raise  # an outer limit: not ours to translate
-        wrapper = connections[alias]
+        wrapper = wrapper or connections[alias]
         connected = wrapper.connection is not None
-        discard(alias)
+        discard(alias, wrapper)
         error = DatabaseTimeout(f"{alias} did not answer within {seconds:.2f}s")
         error.connected = connected
         raise error from None
@@ -87,10 +91,10 @@ def discard_on_expiry(alias: str) -> Iterator[None]:
         raise
 
 
-def discard(alias: str) -> None:
+def discard(alias: str, wrapper: BaseDatabaseWrapper | None = None) -> None:
     """Close the alias's connection for good: an interrupted call leaves it mid-protocol.
     Closing the psycopg connection first makes the pool drop it instead of reusing it."""
-    wrapper = connections[alias]
+    wrapper = wrapper or connections[alias]
     raw = wrapper.connection
     if raw is not None:
         with contextlib.suppress(Exception):

@@ -29,9 +29,10 @@ class Page:
 def get_user(*, user_id: uuid.UUID) -> User | None:
     """The user, from its shard's replica when that holds the request's consistency token
     (a row missing there is looked up on the primary), else from the primary."""
+    shard = shard_for_user_id(user_id)
     return run_read(
-        shard_for_user_id(user_id),
-        lambda: user_queries.user_by_id(user_id),
+        shard,
+        lambda: user_queries.user_by_id(shard, user_id),
         confirm_on_primary=lambda user: user is None,
     )
 

@@ -20,6 +20,7 @@ from shards.consistency import Positions
 from shards.errors import ShardUnavailable, WriteOutcomeUnknown
 from shards.health import monitor
 from shards.routing import canonical_email
+from shards.timeouts import time_limit
 from shards.topology import Shard, shard_for_user_id
 from users import email_lookup, user_queries
 from users.models import User
@@ -51,8 +52,11 @@ def email_change_lock(shard: Shard, user_id: uuid.UUID) -> Iterator[None]:
     lock = connections.create_connection(alias)
     try:
         try:
-            lock.set_autocommit(False)
-            user_queries.lock_email_changes(lock, user_id, settings.USER_LOCK_TIMEOUT)
+            # Bounded like every database call: the wait for the lock, plus DB_TIMEOUT.
+            limit = settings.USER_LOCK_TIMEOUT + settings.DB_TIMEOUT
+            with time_limit(alias, limit, wrapper=lock):
+                lock.set_autocommit(False)
+                user_queries.lock_email_changes(lock, user_id, settings.USER_LOCK_TIMEOUT)
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
                 raise UserBusy(user_id) from exc

@@ -48,8 +48,9 @@ _AFTER = PreparedQuery(
 _INSERT = PreparedInsert(User)
 
 
-def user_by_id(user_id: uuid.UUID) -> User | None:
-    rows = _BY_ID.fetch({"shard_key": user_id}, user_id=user_id)
+def user_by_id(shard: Shard, user_id: uuid.UUID) -> User | None:
+    """The user `user_id` of `shard` (the caller has routed the id already)."""
+    rows = _BY_ID.fetch({"shard": shard}, user_id=user_id)
     return rows[0] if rows else None
 
 
