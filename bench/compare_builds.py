@@ -29,6 +29,7 @@ from bench.run import (  # noqa: E402 - bench.run sets Django up first
     ROOT,
     Server,
     delete_bench_users,
+    run_target,
     sample_ids,
     seed,
     seeded_users,
@@ -99,16 +100,7 @@ def main() -> None:
             order = list(builds.items()) if round_no % 2 == 0 else list(builds.items())[::-1]
             for target in targets(ids):
                 for name, server in order:
-                    figures = wrk(
-                        server.port,
-                        target["script"],
-                        target.get("path", "/"),
-                        connections=args.connections,
-                        threads=args.threads,
-                        seconds=args.duration,
-                        env=target.get("env"),
-                        server=server,
-                    )
+                    figures = run_target(server, target, args)
                     runs.setdefault((target["key"], name), []).append(figures)
                     print(
                         f"round {round_no + 1} {target['key']:<5} {name}: {figures['rps']:7.0f}"

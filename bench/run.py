@@ -419,6 +419,20 @@ def main_targets(ids: dict[str, Path]) -> list[dict]:
     ]
 
 
+def run_target(server: Server, target: dict, args: argparse.Namespace) -> dict:
+    """One wrk run of `target` at args.connections for args.duration, with worker CPU."""
+    return wrk(
+        server.port,
+        target["script"],
+        target.get("path", "/"),
+        connections=args.connections,
+        threads=args.threads,
+        seconds=args.duration,
+        env=target.get("env"),
+        server=server,
+    )
+
+
 def run_targets(server: Server, targets: list[dict], args: argparse.Namespace) -> dict[str, dict]:
     """Each target at args.connections for args.rounds rounds, alternating the order
     between rounds so a burst of load from elsewhere does not land on one target only;
@@ -428,18 +442,7 @@ def run_targets(server: Server, targets: list[dict], args: argparse.Namespace) -
         order = targets if round_no % 2 == 0 else list(reversed(targets))
         for target in order:
             print(f"  {target['key']:<14} round {round_no + 1}/{args.rounds}", flush=True)
-            runs[target["key"]].append(
-                wrk(
-                    server.port,
-                    target["script"],
-                    target.get("path", "/"),
-                    connections=args.connections,
-                    threads=args.threads,
-                    seconds=args.duration,
-                    env=target.get("env"),
-                    server=server,
-                )
-            )
+            runs[target["key"]].append(run_target(server, target, args))
     results = {}
     for target in targets:
         single = wrk(
