@@ -601,12 +601,21 @@ class Cluster:
     # ---- the two kinds of unit that `up` runs in parallel
 
     def refresh_config(self, inst: Instance) -> None:
-        """Re-render an existing instance's config; a running server reloads it."""
+        """Re-render an existing instance's config; a running server reloads it, and restarts
+        when a changed setting needs it (wal_level, the worker and sender limits)."""
         data = self.layout.data_dir(inst)
         if write_postgres_config(data, inst) and postgres_pid(data) is not None:
             self.as_owner([self.b.pg("pg_ctl"), "-D", str(data), "-s", "reload"])
-            note = "port, shared_buffers and max_connections need `make down up`"
-            print(f"{inst.name}: config changed and reloaded ({note})")
+            time.sleep(0.2)  # the postmaster rereads the file asynchronously
+            pending = self.psql(
+                inst.port, "SELECT count(*) FROM pg_settings WHERE pending_restart", check=False
+            )
+            if pending not in ("", "0"):
+                self.as_owner([self.b.pg("pg_ctl"), "-D", str(data), "-s", "-w", "-m", "fast",
+                               "restart", "-l", str(self.layout.log_file(inst))])  # fmt: skip
+                print(f"{inst.name}: config changed and restarted")
+            else:
+                print(f"{inst.name}: config changed and reloaded")
 
     def up_control(self) -> list[tuple[Instance, int, bool]]:
         inst = instances(self.s)[0]
@@ -621,6 +630,10 @@ class Cluster:
     def up_shard(self, shard: int) -> list[tuple[Instance, int, bool]]:
         primary, replica, bouncer = shard_instances(self.s, shard)
         pdata, rdata = self.layout.data_dir(primary), self.layout.data_dir(replica)
+        if (pdata / "PG_VERSION").exists() and (rdata / "PG_VERSION").exists():
+            # A standby's worker and sender limits may not be below its primary's: the
+            # replica takes a new config first.
+            self.refresh_config(replica)
         if not (pdata / "PG_VERSION").exists():
             # A replica of a primary that no longer exists cannot follow the new one.
             self.stop_postgres(rdata)

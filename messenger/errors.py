@@ -35,6 +35,8 @@ ERROR_CODES = {
     "shard_unavailable": "503: a shard did not answer; nothing was written.",
     "write_outcome_unknown": "503: a shard failed while committing; retrying is safe.",
     "server_busy": "503: this server's connections to a shard are all in use; retry shortly.",
+    "slot_moving": "503: the user's data is being moved to another shard for longer than"
+    " RESHARD_WRITE_WAIT; nothing was written, retry shortly.",
 }
 
 

@@ -158,6 +158,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # How old a worker's copy of the slot map (in the control database) may get before it rereads it.
 SLOT_MAP_REFRESH = env.float("SLOT_MAP_REFRESH", default=1.0)
+# A write that meets a resharding fence waits for the new map and is retried on the new
+# owner for at most this long (503 slot_moving after).
+RESHARD_WRITE_WAIT = env.float("RESHARD_WRITE_WAIT", default=5.0)
 # Replica reads: a replica lagging more than this many seconds is skipped until it recovers.
 REPLICA_MAX_LAG = env.float("REPLICA_MAX_LAG", default=5.0)
 # How often each worker refreshes its view of every primary and replica.

@@ -28,15 +28,18 @@ stuck on it and the answer is `shard_unavailable`.
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from functools import wraps
 from typing import TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from psycopg_pool import PoolTimeout
 
-from shards.consistency import request_positions
-from shards.errors import ServerBusy, ShardUnavailable, WriteOutcomeUnknown
+from shards import slot_map
+from shards.consistency import required_position
+from shards.errors import ServerBusy, ShardUnavailable, SlotMoving, WriteOutcomeUnknown
 from shards.health import monitor, replay_position, wal_position
 from shards.router import pinned, replica_can_serve
 from shards.timeouts import (
@@ -169,7 +172,7 @@ def run_read(
 
     `confirm_on_primary(result)` says when a replica's answer must be checked on the
     primary (a row missing on the replica may just not have arrived yet)."""
-    min_lsn = request_positions().get(shard.id)
+    min_lsn = required_position(shard.id)
 
     def fn(alias: str) -> T:
         return read()
@@ -243,6 +246,44 @@ def _unknown_outcome(shard: Shard) -> WriteOutcomeUnknown:
     )
 
 
+# The SQLSTATE of a write refused by a resharding fence (the trigger `reshard_fence` that
+# `manage.py reshard` installs on a source shard while its slots move).
+FENCE_SQLSTATE = "P0R01"
+_MAP_POLL = 0.05
+
+
+def _fenced(exc: BaseException) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == FENCE_SQLSTATE
+
+
+def _wait_for_new_map(shard: Shard, exc: BaseException) -> SlotMoving:
+    """Wait, briefly, until the slot map changes (the move switched, or was aborted and the
+    fence lifted); the error to raise so that the caller reroutes and retries."""
+    seen = slot_map.current().version
+    waited_until = time.monotonic() + settings.SLOT_MAP_REFRESH + 0.5
+    while time.monotonic() < waited_until and slot_map.refresh().version == seen:
+        time.sleep(_MAP_POLL)
+    return SlotMoving([shard.name], f"{shard.name}: slots are moving to another shard")
+
+
+def retried_while_moving(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run fn again, rerouted, when a write met a resharding fence: clients see a pause of
+    the cutover, not an error, unless it lasts longer than RESHARD_WRITE_WAIT. fn must undo
+    its own partial work before SlotMoving leaves it (nothing of the fenced write ran)."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs) -> T:
+        deadline = time.monotonic() + settings.RESHARD_WRITE_WAIT
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except SlotMoving:
+                if time.monotonic() >= deadline:
+                    raise
+
+    return wrapper
+
+
 def run_write(
     shard: Shard, write: Callable[[], T], *, atomic: bool = True, wal_position: bool = True
 ) -> tuple[T, int | None]:
@@ -298,6 +339,10 @@ def run_write(
         if body_done:
             raise _unknown_outcome(shard) from exc
         raise ShardUnavailable([shard.name]) from exc
+    except DatabaseError as exc:
+        if _fenced(exc):
+            raise _wait_for_new_map(shard, exc) from exc
+        raise
     if not wal_position:
         return result, None
     try:

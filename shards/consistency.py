@@ -7,6 +7,11 @@ the replica has replayed that position, so a client never reads less than it wro
 token carries a position per shard, so a client can keep one token for everything it did.
 The signature (Django's HMAC signer keyed by SECRET_KEY) makes the token opaque and
 tamper-proof: a forged position cannot force reads onto the primaries.
+
+A token also names the slot map version it was issued under. A process that meets a token
+from a newer map than its own rereads the map before it routes the request: after a move,
+a client that wrote a user on its new shard is never routed to the old one by a worker that
+has not yet learnt the new map.
 """
 
 from collections.abc import Iterator
@@ -15,6 +20,8 @@ from contextvars import ContextVar
 
 from django.conf import settings
 from django.core import signing
+
+from shards import slot_map
 
 TOKEN_HEADER = "X-Consistency-Token"
 _SIGNER = signing.Signer(salt="shards.consistency")
@@ -37,8 +44,9 @@ def lsn_to_int(lsn: str) -> int:
 
 
 def encode_token(positions: Positions) -> str:
-    payload = ".".join(f"{shard}-{lsn:x}" for shard, lsn in sorted(positions.items()))
-    return _SIGNER.sign(payload)
+    items = [f"{shard}-{lsn:x}" for shard, lsn in sorted(positions.items())]
+    items.append(f"v{slot_map.current().version}")
+    return _SIGNER.sign(".".join(items))
 
 
 def decode_token(token: str | None) -> Positions:
@@ -50,7 +58,11 @@ def decode_token(token: str | None) -> Positions:
     try:
         payload = _SIGNER.unsign(token)
         positions: Positions = {}
+        map_version = 0
         for item in filter(None, payload.split(".")):
+            if item.startswith("v"):
+                map_version = int(item[1:])
+                continue
             shard, lsn = item.split("-")
             positions[int(shard)] = int(lsn, 16)
     except (signing.BadSignature, ValueError) as exc:
@@ -58,6 +70,7 @@ def decode_token(token: str | None) -> Positions:
     unknown = sorted(shard for shard in positions if not 0 <= shard < settings.SHARDING_COUNT)
     if unknown:
         raise InvalidToken(f"consistency token names shards that do not exist: {unknown}")
+    slot_map.at_least(map_version)
     return positions
 
 
@@ -80,3 +93,14 @@ def positions_of_request(positions: Positions) -> Iterator[None]:
         yield
     finally:
         _request_positions.reset(reset)
+
+
+def required_position(shard_id: int) -> int | None:
+    """The WAL position a replica of `shard_id` must have replayed to serve this request:
+    the request's token's, or the slot map's for a shard that took slots in a move
+    (a replica may not yet hold the rows its primary received), whichever is later."""
+    token = request_positions().get(shard_id)
+    floor = slot_map.current().positions.get(shard_id)
+    if floor is None:
+        return token
+    return floor if token is None else max(token, floor)

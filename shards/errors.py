@@ -30,3 +30,11 @@ class ServerBusy(ShardUnavailable):
     is not known to be down. Nothing was sent to it."""
 
     code = "server_busy"
+
+
+class SlotMoving(ShardUnavailable):
+    """The row's slot is being moved to another shard (resharding): the source database
+    refused the write before it ran, nothing was written. Raised once the slot map has
+    changed or the wait for it ran out; the caller reroutes and retries."""
+
+    code = "slot_moving"

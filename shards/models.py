@@ -12,6 +12,31 @@ raises `ShardingError`: a forgotten key is a bug, never a silent read of `defaul
 from typing import Any, ClassVar
 
 from django.db import models
+from django.db.models.functions import Cast
+
+# The database's twin of shards.routing.slot_for_key: the low 12 bits of the first 8 bytes of
+# MD5(key) are hex digits 14-16 of md5(). Created on every shard by users' migration 0005.
+KEY_SLOT_SQL = """
+CREATE OR REPLACE FUNCTION key_slot(key text) RETURNS smallint
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN ('x' || substr(md5(key), 14, 3))::bit(12)::int
+"""
+
+
+def slot_field(key_field: str) -> models.GeneratedField:
+    """The slot of the row's shard key, stored by the database (`key_slot(key::text)`).
+    Resharding moves rows by it: publications filter on it and fences check it, and lists
+    skip the slots a shard holds copies of but does not own (shards.slot_map)."""
+    return models.GeneratedField(
+        expression=models.Func(
+            Cast(key_field, models.TextField()),
+            function="key_slot",
+            output_field=models.SmallIntegerField(),
+        ),
+        output_field=models.SmallIntegerField(),
+        db_persist=True,
+        editable=False,
+    )
 
 
 class ShardedManager(models.Manager):
@@ -56,6 +81,16 @@ class SlotMap(models.Model):
 
     version = models.PositiveIntegerField(primary_key=True)
     owners = models.JSONField(help_text="The owner shard of each slot, slot 0 first.")
+    foreign = models.JSONField(
+        default=dict,
+        help_text="Shard id -> slots whose rows it may hold without owning them (copies of a"
+        " move in progress, not yet cleaned up): lists there skip them.",
+    )
+    positions = models.JSONField(
+        default=dict,
+        help_text="Shard id -> WAL position (int) its replica must have replayed before it"
+        " serves reads: the position a move's target reached when it took its slots.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

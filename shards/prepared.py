@@ -108,7 +108,8 @@ class PreparedInsert:
 
     def __init__(self, model: type[models.Model]) -> None:
         self.model = model
-        self._fields = list(model._meta.concrete_fields)
+        # The database computes generated columns (a row's slot): Django never writes them.
+        self._fields = [field for field in model._meta.concrete_fields if not field.generated]
         self._sql: str | None = None
 
     def insert(self, instance: models.Model) -> None:

@@ -22,7 +22,7 @@ from contextvars import ContextVar
 from django.apps import apps
 from django.db import models
 
-from shards.consistency import request_positions
+from shards.consistency import required_position
 from shards.errors import ShardingError
 from shards.health import monitor
 from shards.models import is_sharded
@@ -56,7 +56,7 @@ def read_alias(shard: Shard) -> str:
     pin = _pinned.get()
     if pin is not None and shard_for_alias(pin) == shard:
         return pin
-    if replica_can_serve(shard, request_positions().get(shard.id)):
+    if replica_can_serve(shard, required_position(shard.id)):
         return shard.replica_alias
     return shard.primary_alias
 

@@ -19,7 +19,8 @@ API's workers read the map before they accept: messenger/gunicorn.conf.py).
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 class Owners:
     version: int
     owners: tuple[int, ...]
+    # Shard id -> slots whose rows it may hold without owning them (a move's copies).
+    foreign: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    # Shard id -> WAL position its replica must have replayed to serve a read.
+    positions: Mapping[int, int] = field(default_factory=dict)
 
     def shards(self) -> set[int]:
         return set(self.owners)
@@ -61,7 +66,12 @@ def load() -> Owners:
             latest = SlotMap.objects.get(version=1)
     if len(latest.owners) != routing.SLOT_COUNT:
         raise ValueError(f"slot map v{latest.version} has {len(latest.owners)} slots")
-    return Owners(latest.version, tuple(latest.owners))
+    return Owners(
+        latest.version,
+        tuple(latest.owners),
+        {int(shard): frozenset(slots) for shard, slots in latest.foreign.items()},
+        {int(shard): int(lsn) for shard, lsn in latest.positions.items()},
+    )
 
 
 def refresh() -> Owners:
@@ -102,9 +112,19 @@ def current() -> Owners:
     return _cached
 
 
+def at_least(version: int) -> Owners:
+    """The map in force, reread first if `version` is newer than this process's copy (a
+    client has seen a newer map: shards.consistency)."""
+    owners = current()
+    if version > owners.version:
+        owners = refresh()
+    return owners
+
+
 def problems(owners: Owners) -> list[str]:
     """What keeps this process's configured shards from serving `owners` (empty: none)."""
-    missing = sorted(shard for shard in owners.shards() if shard >= settings.SHARDING_COUNT)
+    named = owners.shards() | set(owners.foreign)
+    missing = sorted(shard for shard in named if shard >= settings.SHARDING_COUNT)
     if missing:
         return [
             f"slot map v{owners.version} gives slots to shards {missing}, but only"

@@ -27,7 +27,7 @@ from django.db import DatabaseError, connections, router
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 
-from shards.access import read_primary, run_read, run_write
+from shards.access import read_primary, retried_while_moving, run_read, run_write
 from shards.errors import ShardUnavailable
 from shards.routing import canonical_email
 from shards.topology import shard_for_email, shard_for_user_id
@@ -148,8 +148,12 @@ def release(email: str, user_id: uuid.UUID) -> None:
     def delete() -> None:
         EmailLookup.objects.for_key(key).filter(email=key, user_id=user_id).delete()
 
-    try:
+    @retried_while_moving
+    def release_where_it_lives() -> None:
         run_write(shard_for_email(key), delete, wal_position=False)
+
+    try:
+        release_where_it_lives()
     except (ShardUnavailable, DatabaseError):
         logger.warning("could not release an email claim; it will expire")
 

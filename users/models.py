@@ -3,7 +3,7 @@ names its shard key, and the router finds the shard (see shards.models, shards.r
 
 from django.db import models
 
-from shards.models import ShardedModel
+from shards.models import ShardedModel, slot_field
 from shards.routing import canonical_email
 
 
@@ -15,6 +15,7 @@ class User(ShardedModel):
     email = models.CharField(max_length=254)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
+    slot = slot_field("id")
 
     class Meta:
         db_table = "users"
@@ -36,6 +37,7 @@ class EmailLookup(ShardedModel):
     email = models.CharField(primary_key=True, max_length=254)
     user_id = models.UUIDField()
     claimed_at = models.DateTimeField()
+    slot = slot_field("email")
 
     class Meta:
         db_table = "email_lookup"

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, OperationalError, connections
 from django.utils import timezone
 
-from shards.access import read_primary, run_write
+from shards.access import read_primary, retried_while_moving, run_write
 from shards.consistency import Positions
 from shards.errors import ShardUnavailable, WriteOutcomeUnknown
 from shards.health import monitor
@@ -69,6 +69,7 @@ def email_change_lock(shard: Shard, user_id: uuid.UUID) -> Iterator[None]:
             lock.close()
 
 
+@retried_while_moving
 def create_user(*, name: str, email: str) -> tuple[User, Positions]:
     """Claim the email, then write the user. Raises EmailTaken."""
     started = time.monotonic()
@@ -93,6 +94,7 @@ def create_user(*, name: str, email: str) -> tuple[User, Positions]:
     return user, {shard.id: lsn} if lsn else {}
 
 
+@retried_while_moving
 def update_user(
     *, user_id: uuid.UUID, name: str | None = None, email: str | None = None
 ) -> tuple[User, Positions]:
@@ -136,6 +138,7 @@ def _write_update(shard: Shard, user_id: uuid.UUID, changes: dict) -> tuple[User
     return user, {shard.id: lsn} if lsn else {}
 
 
+@retried_while_moving
 def delete_user(*, user_id: uuid.UUID) -> Positions:
     """Delete the user (and, by Django's cascade, the rows that live with it), then release
     its email. Raises UserNotFound."""

@@ -8,12 +8,14 @@ cannot say it. Every function runs where the router sends it: call it inside
 """
 
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from django.db import connections, router
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from shards import slot_map
 from shards.prepared import PreparedInsert, PreparedQuery
 from shards.topology import Shard
 from users.models import User, UserCount
@@ -23,23 +25,34 @@ USER_FIELDS = ("id", "name", "email", "created_at", "updated_at")
 _BY_ID = PreparedQuery(
     lambda user_id: User.objects.filter(id=user_id)[:1], user_id=uuid.UUID(int=1)
 )
+
+
 # Newest first in the total order (created_at, id), from the index users_created_at_id_idx.
 # "After the cursor" is created_at <= c minus the rows at c with id >= the cursor's: the
 # index range starts at the cursor, so a page costs the same at any depth.
-_NEWEST = PreparedQuery(
-    lambda count: User.objects.order_by("-created_at", "-id").values_list(*USER_FIELDS, named=True)[
-        :count
-    ],
-    inlined=("count",),
-    count=1,
-)
-_AFTER = PreparedQuery(
-    lambda created_at, user_id, count: (
-        User.objects.filter(created_at__lte=created_at)
-        .exclude(created_at=created_at, id__gte=user_id)
+def _newest(count: int, skip: Collection[int] = ()) -> QuerySet:
+    return (
+        User.objects.exclude(slot__in=skip)
         .order_by("-created_at", "-id")
         .values_list(*USER_FIELDS, named=True)[:count]
-    ),
+    )
+
+
+def _after(
+    created_at: datetime, user_id: uuid.UUID, count: int, skip: Collection[int] = ()
+) -> QuerySet:
+    return (
+        User.objects.filter(created_at__lte=created_at)
+        .exclude(created_at=created_at, id__gte=user_id)
+        .exclude(slot__in=skip)
+        .order_by("-created_at", "-id")
+        .values_list(*USER_FIELDS, named=True)[:count]
+    )
+
+
+_NEWEST = PreparedQuery(_newest, inlined=("count",), count=1)
+_AFTER = PreparedQuery(
+    _after,
     inlined=("count",),
     created_at=datetime(2000, 1, 1, tzinfo=UTC),
     user_id=uuid.UUID(int=2),
@@ -57,6 +70,13 @@ def user_by_id(shard: Shard, user_id: uuid.UUID) -> User | None:
 def page(shard: Shard, after: tuple[datetime, uuid.UUID] | None, count: int) -> list:
     """At most `count` users of `shard` after `after` (created_at, id), newest first, as
     named rows with the fields of USER_FIELDS."""
+    foreign = slot_map.current().foreign.get(shard.id)
+    if foreign:
+        # A move is copying slots to this shard, or has not yet cleaned them up here: rows
+        # of slots the shard does not own are another shard's, not listed twice.
+        skip = sorted(foreign)
+        queryset = _newest(count, skip) if after is None else _after(*after, count, skip)
+        return list(queryset.using(router.db_for_read(User, shard=shard)))
     if after is None:
         return _NEWEST.fetch({"shard": shard}, count=count)
     return _AFTER.fetch({"shard": shard}, created_at=after[0], user_id=after[1], count=count)

@@ -29,8 +29,9 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from shards import slot_map
 from shards.health import conninfo
-from shards.routing import shard_for_key
+from shards.routing import slot_for_key
 from shards.topology import Shard, all_shards
 from users.models import EmailLookup
 
@@ -62,7 +63,7 @@ class Batch:
 
 def _lookup_columns() -> list[str]:
     """The lookup table's columns as the model declares them."""
-    return [field.column for field in EmailLookup._meta.concrete_fields]
+    return [field.column for field in EmailLookup._meta.concrete_fields if not field.generated]
 
 
 def lookup_copy_sql() -> str:
@@ -75,9 +76,15 @@ def _lookup_template() -> str:
 
 
 def generate_batch(
-    count: int, shard_count: int, prefix: str, start: datetime, span_us: int
+    count: int,
+    owners: tuple[int, ...],
+    shard_count: int,
+    prefix: str,
+    start: datetime,
+    span_us: int,
 ) -> list[Batch]:
-    """`count` new users split by shard: users by id, lookup rows by email."""
+    """`count` new users split by shard: users by id, lookup rows by email, each to its
+    slot's owner in `owners` (the slot map in force)."""
     batches = [Batch([], []) for _ in range(shard_count)]
     raw = os.urandom(16 * count)
     rand = random.random
@@ -89,10 +96,10 @@ def generate_batch(
         created = (start + timedelta(microseconds=int(rand() * span_us))).isoformat()
         name = f"{random.choice(FIRST_NAMES)} {random.choice(LAST_NAMES)}"
         # The routing keys are the canonical id and the lower-cased email (both already so).
-        batches[shard_for_key(user_id, shard_count)].users.append(
+        batches[owners[slot_for_key(user_id)]].users.append(
             f"{user_id}\t{name}\t{email}\t{created}\t{created}\n"
         )
-        batches[shard_for_key(email, shard_count)].lookups.append(
+        batches[owners[slot_for_key(email)]].lookups.append(
             lookup_row(email=email, user_id=user_id, at=now_text)
         )
     return batches
@@ -221,6 +228,7 @@ class Command(BaseCommand):
         if not PREFIX_RE.match(prefix):
             raise CommandError("--prefix: lower-case letters, digits, '.', '_' or '-'")
         shards = list(all_shards())
+        owners = slot_map.current().owners
         progress = Progress(count, enabled=not options["no_progress"] and options["verbosity"] > 0)
         loaders = [ShardLoader(shard, progress) for shard in shards]
         for loader in loaders:
@@ -231,9 +239,8 @@ class Command(BaseCommand):
             remaining = count
             while remaining > 0 and not any(loader.error for loader in loaders):
                 size = min(batch_size, remaining)
-                for loader, batch in zip(
-                    loaders, generate_batch(size, len(shards), prefix, start, span_us), strict=True
-                ):
+                batches = generate_batch(size, owners, len(shards), prefix, start, span_us)
+                for loader, batch in zip(loaders, batches, strict=True):
                     loader.batches.put(batch)
                 remaining -= size
         finally:
