@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "shards",
     "users",
+    "resharding",
 ]
 
 MIDDLEWARE = [
@@ -81,6 +82,10 @@ PGBOUNCER_BASE_PORT = env.int("PGBOUNCER_BASE_PORT", default=6430)
 # Replicas are read directly, not through the primary's PgBouncer (which may be the part
 # that failed): shard i's replica listens on REPLICA_BASE_PORT+i.
 REPLICA_BASE_PORT = env.int("REPLICA_BASE_PORT", default=5450)
+# Resharding connects to primaries directly (logical replication, DDL, long scans do not go
+# through PgBouncer): shard i's primary listens on PRIMARY_BASE_PORT+i unless
+# SHARD_<i>_PRIMARY_URL names it.
+PRIMARY_BASE_PORT = env.int("PRIMARY_BASE_PORT", default=5440)
 
 # Time limits (shards/timeouts.py). A database call (waiting for a pooled connection,
 # connecting, running its statements) that takes longer than DB_TIMEOUT seconds is abandoned,
@@ -139,6 +144,7 @@ DATABASES = {
         env.str("DATABASE_URL", default="postgres://postgres@127.0.0.1:5439/control")
     ),
 }
+SHARD_PRIMARY_URLS: dict[int, dict] = {}
 for _i in range(SHARDING_COUNT):
     _bouncer = f"postgres://postgres@{SHARD_DB_HOST}:{PGBOUNCER_BASE_PORT + _i}"
     _replica = f"postgres://postgres@{SHARD_DB_HOST}:{REPLICA_BASE_PORT + _i}"
@@ -147,6 +153,12 @@ for _i in range(SHARDING_COUNT):
     )
     DATABASES[f"shard_{_i}_replica"] = _database(
         env.str(f"SHARD_{_i}_REPLICA_URL", default=f"{_replica}/{SHARD_DB_NAME}")
+    )
+    SHARD_PRIMARY_URLS[_i] = env.db_url_config(
+        env.str(
+            f"SHARD_{_i}_PRIMARY_URL",
+            default=f"postgres://postgres@{SHARD_DB_HOST}:{PRIMARY_BASE_PORT + _i}/{SHARD_DB_NAME}",
+        )
     )
     DATABASES[f"shard_{_i}"]["TEST"] = {"NAME": f"{SHARD_DB_NAME}_test"}
     # The replica holds the primary's databases under the same names.
@@ -161,6 +173,13 @@ SLOT_MAP_REFRESH = env.float("SLOT_MAP_REFRESH", default=1.0)
 # A write that meets a resharding fence waits for the new map and is retried on the new
 # owner for at most this long (503 slot_moving after).
 RESHARD_WRITE_WAIT = env.float("RESHARD_WRITE_WAIT", default=5.0)
+# How long a move's write fence holds on its own: a reshard that dies before switching the
+# map leaves no fence behind for longer than this. Renewed just before the switch.
+RESHARD_FENCE_LEASE = env.float("RESHARD_FENCE_LEASE", default=15.0)
+# Drills and tests: "<phase>=<seconds>" makes `manage.py reshard` wait that long right after
+# entering the phase (copy: subscriptions created; cutover: fence in place), so that it can
+# be interrupted there on purpose.
+RESHARD_PAUSE = env.str("RESHARD_PAUSE", default="")
 # Replica reads: a replica lagging more than this many seconds is skipped until it recovers.
 REPLICA_MAX_LAG = env.float("REPLICA_MAX_LAG", default=5.0)
 # How often each worker refreshes its view of every primary and replica.

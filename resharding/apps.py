@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ReshardingConfig(AppConfig):
+    name = "resharding"
+    verbose_name = "Resharding"
