@@ -15,7 +15,7 @@ include messenger/admin.mk
 include bench/bench.mk
 
 .PHONY: help system venv dev restart rebuild stop logs health shards migrate-make migrate-up \
-	migrate-down migrate-latest migrate-check test test-coverage lint createsuperuser bench seed
+	migrate-down migrate-latest migrate-check reshard test test-coverage lint createsuperuser bench seed
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,10 @@ migrate-latest: venv ## Migrate every database to the latest version, then check
 
 migrate-check: venv ## Report each database's migrations; fail on pending ones or drift
 	$(MANAGE) migrate_shards --check
+
+reshard: venv ## Move slots online so SHARDS shards own them: make reshard SHARDS=6 (see --plan)
+	@test -n "$(SHARDS)" || { echo "usage: make reshard SHARDS=<n>"; exit 2; }
+	$(MANAGE) reshard --to $(SHARDS) --yes
 
 test: system venv up ## Run the whole test suite against the real cluster
 	$(VENV)/bin/pytest

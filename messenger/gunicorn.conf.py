@@ -68,6 +68,13 @@ def post_worker_init(worker) -> None:
         # address for: serving would answer its users 404. Refuse to start.
         worker.log.critical("refusing to start: %s", exc)
         sys.exit(4)
+    from resharding import identity
+
+    wrong = identity.problems()
+    if wrong:
+        # Serving would read and write another shard's rows under this shard's name.
+        worker.log.critical("refusing to start: %s", "; ".join(wrong))
+        sys.exit(4)
     from shards.health import monitor
 
     monitor.start_background()  # the first health refresh runs before the worker accepts

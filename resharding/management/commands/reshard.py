@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from resharding import replication
+from resharding.identity import SETTING
 from resharding.models import ReshardJob
 from resharding.mover import MoveFailed, Reshard, measure, start
 from resharding.plan import (
@@ -119,8 +120,13 @@ class Command(BaseCommand):
                 with connect(shard) as conn:
                     level = conn.execute("SHOW wal_level").fetchone()[0]
                     migrated = conn.execute("SELECT to_regproc('key_slot') IS NOT NULL").fetchone()
+                    said = conn.execute("SELECT current_setting(%s, true)", [SETTING]).fetchone()
             except psycopg.OperationalError as exc:
                 raise CommandError(f"shard {shard}'s primary does not answer: {exc}") from exc
+            if said[0] and int(said[0]) != shard:
+                raise CommandError(
+                    f"shard {shard}'s primary URL leads to the database of shard {said[0]}"
+                )
             if level != "logical":
                 raise CommandError(
                     f"shard {shard}: wal_level is {level}, a move needs logical (make up sets it)"
