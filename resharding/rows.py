@@ -63,13 +63,13 @@ def delete_slots(conn: psycopg.Connection, table: MovedTable, slots: list[int]) 
         key
         for (key,) in conn.execute(
             sql.SQL("SELECT {} FROM {} WHERE slot = ANY(%s::smallint[])").format(
-                sql.Identifier(table.key), sql.Identifier(table.name)
+                sql.Identifier(table.pk), sql.Identifier(table.name)
             ),
             [slots],
         )
     ]
     delete = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
-        sql.Identifier(table.name), sql.Identifier(table.key)
+        sql.Identifier(table.name), sql.Identifier(table.pk)
     )
     for start in range(0, len(keys), DELETE_BATCH):
         with conn.transaction():

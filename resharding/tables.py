@@ -1,5 +1,6 @@
 """The tables a move carries: every sharded model with a shard key, by its `slot` column
-(shards.models.slot_field). A shard-local table (shard_key None, e.g. user_counts) stays."""
+(shards.models.slot_field, NOT NULL) and a unique index on (primary key, slot) named
+`<table>_<pk>_slot`. A shard-local table (shard_key None, e.g. user_counts) stays."""
 
 from dataclasses import dataclass
 
@@ -15,14 +16,15 @@ class NotMovable(Exception):
 @dataclass(frozen=True)
 class MovedTable:
     name: str
-    key: str  # the shard key's column
+    pk: str  # the primary key's column
     columns: tuple[str, ...]  # what a checksum covers: every column the database does not compute
 
     @property
     def identity_index(self) -> str:
-        """The unique (key, slot) index of users' migration 0005: a source's REPLICA
-        IDENTITY while it publishes, so its row filter on `slot` sees updates and deletes."""
-        return f"{self.name}_{self.key}_slot"
+        """The unique (primary key, slot) index every moved table has (users' migration
+        0005): a source's REPLICA IDENTITY while it publishes, so that its row filter on
+        `slot` sees updates and deletes."""
+        return f"{self.name}_{self.pk}_slot"
 
 
 def moved_tables() -> list[MovedTable]:
@@ -33,7 +35,6 @@ def moved_tables() -> list[MovedTable]:
         fields = {field.name: field for field in model._meta.concrete_fields}
         if "slot" not in fields:
             raise NotMovable(f"{model.__name__} has no slot column (shards.models.slot_field)")
-        key = model._meta.get_field(model.shard_key).column
         columns = tuple(field.column for field in fields.values() if not field.generated)
-        tables.append(MovedTable(model._meta.db_table, key, columns))
+        tables.append(MovedTable(model._meta.db_table, model._meta.pk.column, columns))
     return sorted(tables, key=lambda table: table.name)

@@ -9,7 +9,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from shards.models import ShardedModel
+from shards.models import ShardedModel, slot_field
 from users.models import User
 
 
@@ -20,10 +20,12 @@ class Message(ShardedModel):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="messages")
     body = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
+    slot = slot_field("user_id")  # moves with its user when slots move
 
     class Meta:
         db_table = "messages"
         indexes = [models.Index(fields=["user", "-created_at"], name="messages_user_created_idx")]
+        constraints = [models.UniqueConstraint(fields=["id", "slot"], name="messages_id_slot")]
 
     def __str__(self) -> str:
         return self.body[:40]
