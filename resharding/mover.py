@@ -21,6 +21,7 @@ move that has not switched. One move at a time.
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -31,7 +32,7 @@ from django.db import transaction
 from resharding import fence, replication, rows, verify
 from resharding.models import ReshardJob
 from resharding.plan import Move, incoming, outgoing, target_owners
-from resharding.primaries import connect
+from resharding.primaries import connect, retrying
 from resharding.progress import Reporter, Timer
 from resharding.tables import MovedTable, moved_tables
 from shards import slot_map
@@ -150,7 +151,7 @@ class Reshard:
         for target, slots in incoming(self.moves).items():
             if not replication.subscribed(self.conns[target], self._names_to(target)):
                 for table in self.tables:
-                    rows.delete_slots(self.conns[target], table, slots)
+                    retrying(rows.delete_slots, self.conns[target], table, slots)
         latest = latest_map()
         foreign = {int(k): set(v) for k, v in latest.foreign.items()}
         wanted = {target: set(slots) for target, slots in incoming(self.moves).items()}
@@ -159,7 +160,8 @@ class Reshard:
             # Every worker must skip the copies in its lists before the first one arrives.
             time.sleep(settings.SLOT_MAP_REFRESH + 0.5)
         for move in self.moves:
-            replication.publish(self.conns[move.source], self.name(move), self.tables, move.slots)
+            retrying(replication.publish, self.conns[move.source], self.name(move), self.tables,
+                     move.slots)  # fmt: skip
         for move in self.moves:
             replication.subscribe(self.conns[move.target], self.name(move), move.source)
         self.report.line(
@@ -238,7 +240,7 @@ class Reshard:
         lease = settings.RESHARD_FENCE_LEASE
         timer = Timer()
         for source, slots in outgoing(self.moves).items():
-            fence.raise_fence(self.conns[source], self.tables, slots, lease)
+            retrying(fence.raise_fence, self.conns[source], self.tables, slots, lease)
         self.report.line(f"cutover: writes to {sum(len(m.slots) for m in self.moves)} slots"
                          f" fenced in {timer.seconds:.3f} s")  # fmt: skip
         self._pause("cutover")
@@ -259,7 +261,7 @@ class Reshard:
         except Exception:
             # Not switched: the sources take writes again; running --yes retries the cutover.
             for source, slots in outgoing(self.moves).items():
-                fence.lift(self.conns[source], self.tables, slots)
+                retrying(fence.lift, self.conns[source], self.tables, slots)
             raise
         self.job.switched_version = version
         self.job.write_pause = timer.seconds
@@ -268,11 +270,24 @@ class Reshard:
         self.after_switch()
 
     def verify(self) -> None:
+        """Every moving slot equal on both sides: one scan per shard and table, all at once
+        on connections of their own, since the writes to the moving slots wait meanwhile."""
         timer = Timer()
+        slots_of = {**outgoing(self.moves), **incoming(self.moves)}
+        scans = [(shard, table) for shard in slots_of for table in self.tables]
+
+        def summarise(scan: tuple[int, MovedTable]) -> verify.Summary:
+            shard, table = scan
+            with connect(shard) as conn:
+                return verify.summarise(conn, table, slots_of[shard])
+
+        with ThreadPoolExecutor(max_workers=len(scans)) as pool:
+            results = pool.map(summarise, scans)
+            summaries = {(s, t.name): r for (s, t), r in zip(scans, results, strict=True)}
         for move in self.moves:
             for table in self.tables:
-                source = verify.summarise(self.conns[move.source], table, move.slots)
-                target = verify.summarise(self.conns[move.target], table, move.slots)
+                source = _only(summaries[move.source, table.name], move.slots)
+                target = _only(summaries[move.target, table.name], move.slots)
                 differ = verify.differences(source, target)
                 if differ:
                     raise MoveFailed(
@@ -311,11 +326,11 @@ class Reshard:
         ) as bar:
             for source, slots in outgoing(self.moves).items():
                 for table in self.tables:
-                    deleted += rows.delete_slots(self.conns[source], table, slots)
+                    deleted += retrying(rows.delete_slots, self.conns[source], table, slots)
                     bar.n = deleted
                     bar.refresh()
         for source, slots in outgoing(self.moves).items():
-            fence.lift(self.conns[source], self.tables, slots)
+            retrying(fence.lift, self.conns[source], self.tables, slots)
         self.clear_markers()
         latest = latest_map()
         if latest.foreign or latest.positions:
@@ -339,7 +354,7 @@ class Reshard:
             names = [self.name(m) for m in self.moves if m.source == source]
             for i, name in enumerate(names):
                 last = i == len(names) - 1
-                replication.unpublish(self.conns[source], name, self.tables, not last)
+                retrying(replication.unpublish, self.conns[source], name, self.tables, not last)
 
     def clear_markers(self) -> None:
         for conn in self.conns.values():
@@ -358,17 +373,21 @@ class Reshard:
                 )
             for source, slots in outgoing(self.moves).items():
                 fence.prepare(self.conns[source])
-                fence.lift(self.conns[source], self.tables, slots)
+                retrying(fence.lift, self.conns[source], self.tables, slots)
             self.drop_replication()
             for target, slots in incoming(self.moves).items():
                 for table in self.tables:
-                    rows.delete_slots(self.conns[target], table, slots)
+                    retrying(rows.delete_slots, self.conns[target], table, slots)
             self.clear_markers()
             latest = latest_map()
             if latest.foreign or latest.positions:
                 write_map(latest.version, latest.owners, {}, {})
             self.job.enter("aborted")
             self.report.line("aborted: the old layout is intact")
+
+
+def _only(summary: verify.Summary, slots: list[int]) -> verify.Summary:
+    return {slot: summary[slot] for slot in slots if slot in summary}
 
 
 def measure(moves: list[Move], tables: list[MovedTable]) -> None:

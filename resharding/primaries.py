@@ -4,9 +4,20 @@ Not through PgBouncer and not Django's connections: logical replication needs th
 primary's own address (a subscription connects to it), DDL and table scans would outlast
 PgBouncer's query_timeout, and a move must not take connections from the API's pools."""
 
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 import psycopg
 from django.conf import settings
-from psycopg import sql
+from psycopg import errors, sql
+
+T = TypeVar("T")
+# A statement waits this long for a lock, then gives up and is tried again: DDL queued
+# behind a long transaction would otherwise block every query of the table behind it.
+LOCK_TIMEOUT_MS = 200
+LOCK_RETRY_FOR = 60.0
 
 
 def conninfo(shard_id: int) -> str:
@@ -23,15 +34,28 @@ def conninfo(shard_id: int) -> str:
 
 
 def connect(shard_id: int) -> psycopg.Connection:
-    """An autocommit connection to the primary of `shard_id`, sessions in UTC (checksums
-    compare timestamps as text), statements bounded so a stuck one cannot hang a move."""
+    """An autocommit connection to the primary of `shard_id`, statements bounded so a
+    stuck one cannot hang a move, lock waits short (see `retrying`)."""
     return psycopg.connect(
         conninfo(shard_id),
         autocommit=True,
         connect_timeout=settings.DB_CONNECT_TIMEOUT,
-        options="-c TimeZone=UTC -c statement_timeout=300s -c lock_timeout=2s",
+        options=f"-c statement_timeout=300s -c lock_timeout={LOCK_TIMEOUT_MS}ms",
         **settings.DB_TCP_OPTIONS,
     )
+
+
+def retrying(step: Callable[..., T], *args) -> T:
+    """step(*args), again after a lock timeout, for up to LOCK_RETRY_FOR seconds: each
+    attempt holds up the table's other queries for LOCK_TIMEOUT_MS at most."""
+    deadline = time.monotonic() + LOCK_RETRY_FOR
+    while True:
+        try:
+            return step(*args)
+        except errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05 + random.random() * 0.1)
 
 
 def slot_list(slots: list[int]) -> sql.Composable:

@@ -1,6 +1,6 @@
 """The tables a move carries: every sharded model with a shard key, by its `slot` column
-(shards.models.slot_field, NOT NULL) and a unique index on (primary key, slot) named
-`<table>_<pk>_slot`. A shard-local table (shard_key None, e.g. user_counts) stays."""
+(shards.models.slot_field, NOT NULL) and a unique index on (slot, primary key) named
+`<table>_slot_<pk>`. A shard-local table (shard_key None, e.g. user_counts) stays."""
 
 from dataclasses import dataclass
 
@@ -21,10 +21,10 @@ class MovedTable:
 
     @property
     def identity_index(self) -> str:
-        """The unique (primary key, slot) index every moved table has (users' migration
+        """The unique (slot, primary key) index every moved table has (users' migration
         0005): a source's REPLICA IDENTITY while it publishes, so that its row filter on
         `slot` sees updates and deletes."""
-        return f"{self.name}_{self.pk}_slot"
+        return f"{self.name}_slot_{self.pk}"
 
 
 def moved_tables() -> list[MovedTable]:

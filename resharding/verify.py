@@ -12,15 +12,17 @@ Summary = dict[int, tuple[int, int]]  # slot -> (rows, checksum)
 
 
 def summarise(conn: psycopg.Connection, table: MovedTable, slots: list[int]) -> Summary:
-    """Count and sum of 64-bit hashes of each row's text, per slot (sessions in UTC)."""
-    row_text = sql.SQL("concat_ws('|', {})").format(
+    """Count and sum of the 64-bit hashes of each row's values, per slot (hashing the
+    values, not their text: both sides run the same PostgreSQL, and it is several times
+    cheaper than formatting every timestamp)."""
+    row = sql.SQL("({})").format(
         sql.SQL(", ").join(sql.Identifier(column) for column in table.columns)
     )
     rows = conn.execute(
         sql.SQL(
-            "SELECT slot, count(*), sum(hashtextextended({}, 0))::text FROM {}"
+            "SELECT slot, count(*), sum(hash_record_extended({}, 0))::text FROM {}"
             " WHERE slot = ANY(%s::smallint[]) GROUP BY slot"
-        ).format(row_text, sql.Identifier(table.name)),
+        ).format(row, sql.Identifier(table.name)),
         [slots],
     ).fetchall()
     return {int(slot): (int(count), int(checksum)) for slot, count, checksum in rows}

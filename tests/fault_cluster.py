@@ -61,19 +61,33 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 class FaultCluster:
-    def __init__(self, proxied_shard: int | None = None) -> None:
+    def __init__(
+        self,
+        proxied_shard: int | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        api_port: int = API_PORT,
+        api_log: str = "fault-api.log",
+    ) -> None:
         """`proxied_shard`: the API reaches that shard's PgBouncer and replica through
-        black-hole proxies (`self.proxies["pgbouncer"|"replica"].partition()`)."""
+        black-hole proxies (`self.proxies["pgbouncer"|"replica"].partition()`).
+        `env`, `api_port`, `api_log`: another cluster (its launcher settings, shard count
+        included in SHARDING_COUNT), API port and log file under var/; by default the
+        3-shard fault cluster of this module."""
         self.proxied_shard = proxied_shard
         self.proxies: dict[str, BlackholeProxy] = {}
+        self.env = dict(ENV if env is None else env)
+        self.shards = int(self.env["SHARDING_COUNT"])
+        self.api_port = api_port
+        self.api_log = ROOT / "var" / api_log
         self.launcher = _launcher()
-        self.settings = self.launcher.load_settings({**os.environ, **ENV})
+        self.settings = self.launcher.load_settings({**os.environ, **self.env})
         self.cluster = self.launcher.Cluster(
             self.settings, self.launcher.find_binaries(self.settings)
         )
         self.layout = self.launcher.Layout(self.settings.cluster_dir)
         self.api: subprocess.Popen | None = None
-        self.base_url = f"http://127.0.0.1:{API_PORT}"
+        self.base_url = f"http://127.0.0.1:{api_port}"
 
     def _instance(self, name: str):
         return next(i for i in self.launcher.instances(self.settings) if i.name == name)
@@ -83,7 +97,7 @@ class FaultCluster:
         subprocess.run(
             [sys.executable, "database/cluster.py", command],
             cwd=ROOT,
-            env={**os.environ, **ENV},
+            env={**os.environ, **self.env},
             check=True,
             capture_output=True,
         )
@@ -107,8 +121,8 @@ class FaultCluster:
             return
         shard = self.proxied_shard
         self.proxies = {
-            "pgbouncer": BlackholeProxy(int(ENV["PGBOUNCER_BASE_PORT"]) + shard).start(),
-            "replica": BlackholeProxy(int(ENV["REPLICA_BASE_PORT"]) + shard).start(),
+            "pgbouncer": BlackholeProxy(int(self.env["PGBOUNCER_BASE_PORT"]) + shard).start(),
+            "replica": BlackholeProxy(int(self.env["REPLICA_BASE_PORT"]) + shard).start(),
         }
 
     def heal(self) -> None:
@@ -132,13 +146,13 @@ class FaultCluster:
     def app_env(self, **extra: str) -> dict[str, str]:
         return {
             **os.environ,
-            "SHARDING_COUNT": str(SHARDS),
-            "PGBOUNCER_BASE_PORT": ENV["PGBOUNCER_BASE_PORT"],
-            "REPLICA_BASE_PORT": ENV["REPLICA_BASE_PORT"],
+            "SHARDING_COUNT": str(self.shards),
+            "PGBOUNCER_BASE_PORT": self.env["PGBOUNCER_BASE_PORT"],
+            "REPLICA_BASE_PORT": self.env["REPLICA_BASE_PORT"],
             "SHARD_DB_NAME": "messenger",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{ENV['CONTROL_DB_PORT']}/control",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{self.env['CONTROL_DB_PORT']}/control",
             "DJANGO_ENV": "test",
-            "PORT": str(API_PORT),
+            "PORT": str(self.api_port),
             "WEB_CONCURRENCY": "1",
             "REPLICA_CHECK_INTERVAL": "0.2",
             "REPLICA_MAX_LAG": "2",
@@ -155,15 +169,16 @@ class FaultCluster:
             check=True,
             capture_output=True,
         )
-        for shard in range(SHARDS):
+        for shard in range(self.shards):
             with self.primary(shard) as conn:
                 conn.execute("TRUNCATE users, email_lookup CASCADE")
 
     def start_api(self, **extra_env: str) -> None:
         self.start_proxies()
         with socket.socket() as sock:
-            assert sock.connect_ex(("127.0.0.1", API_PORT)) != 0, f"port {API_PORT} is busy"
-        log = open(ROOT / "var" / "fault-api.log", "w")  # noqa: SIM115 - child keeps it
+            busy = sock.connect_ex(("127.0.0.1", self.api_port)) == 0
+            assert not busy, f"port {self.api_port} is busy"
+        log = open(self.api_log, "w")  # noqa: SIM115 - child keeps it
         self.api = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"],
             cwd=ROOT,
@@ -190,13 +205,13 @@ class FaultCluster:
 
     # --- direct database access --------------------------------------------------------------
     def primary(self, shard: int) -> psycopg.Connection:
-        port = int(ENV["PRIMARY_BASE_PORT"]) + shard
+        port = int(self.env["PRIMARY_BASE_PORT"]) + shard
         return psycopg.connect(
             host="127.0.0.1", port=port, user="postgres", dbname="messenger", autocommit=True
         )
 
     def replica(self, shard: int) -> psycopg.Connection:
-        port = int(ENV["REPLICA_BASE_PORT"]) + shard
+        port = int(self.env["REPLICA_BASE_PORT"]) + shard
         return psycopg.connect(
             host="127.0.0.1", port=port, user="postgres", dbname="messenger", autocommit=True
         )

@@ -172,6 +172,6 @@ def test_each_shard_database_records_its_shard_id_and_a_mismatch_is_reported(sha
 def test_moved_tables_are_every_sharded_table_with_a_shard_key():
     names = {table.name: table for table in moved_tables()}
     assert set(names) >= {"users", "email_lookup"}
-    assert names["users"].identity_index == "users_id_slot"
+    assert names["users"].identity_index == "users_slot_id"
     assert "slot" not in names["users"].columns
     assert EmailLookup._meta.get_field("slot").generated

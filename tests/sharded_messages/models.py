@@ -25,7 +25,7 @@ class Message(ShardedModel):
     class Meta:
         db_table = "messages"
         indexes = [models.Index(fields=["user", "-created_at"], name="messages_user_created_idx")]
-        constraints = [models.UniqueConstraint(fields=["id", "slot"], name="messages_id_slot")]
+        constraints = [models.UniqueConstraint(fields=["slot", "id"], name="messages_slot_id")]
 
     def __str__(self) -> str:
         return self.body[:40]

@@ -31,6 +31,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="message",
-            constraint=models.UniqueConstraint(fields=("id", "slot"), name="messages_id_slot"),
+            constraint=models.UniqueConstraint(fields=("slot", "id"), name="messages_slot_id"),
         ),
     ]
