@@ -58,7 +58,7 @@ def ceiling_get_user(request: HttpRequest, user_id: str) -> JsonResponse:
 
 def _claim_sql() -> str:
     # The model's columns, so the statement follows the lookup table's current shape.
-    columns = [field.column for field in EmailLookup._meta.concrete_fields]
+    columns = [field.column for field in EmailLookup._meta.concrete_fields if not field.generated]
     values = {"email": "%(email)s", "user_id": "%(user_id)s", "claimed_at": "now()"}
     values["confirmed"] = "false"
     return (

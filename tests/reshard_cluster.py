@@ -9,7 +9,7 @@ database and an API server, on ports no other cluster uses. Built on tests/fault
     snap = cluster.snapshot()                                   # every row of every primary
     assert not check_layout(snap)                               # rows where the map says
 
-Ports: primaries 27440+i, replicas 27450+i, PgBouncers 28430+i, control 27439, API 18091,
+Ports: primaries 27440+i, replicas 27450+i, PgBouncers 28430+i, control 27439, API 18097,
 all shifted by FAULT_PORT_OFFSET; data under var/reshard-cluster; the API log in
 var/reshard-api.log and every manage.py run's output under var/reshard-logs/.
 """
@@ -40,7 +40,7 @@ ENV = {
     "CONTROL_DB_PORT": str(27439 + _OFFSET),
     "CLUSTER_DATABASES": "messenger",
 }
-API_PORT = 18091 + _OFFSET
+API_PORT = 18097 + _OFFSET
 LOG_DIR = ROOT / "var" / "reshard-logs"
 # The physical replication slots of the replicas (database/cluster.py slot_name()).
 PHYSICAL_SLOT = "shard_%_replica"
@@ -165,6 +165,20 @@ class ReshardCluster(FaultCluster):
                 "SELECT version, owners FROM slot_map ORDER BY version DESC LIMIT 1"
             ).fetchone()
         return version, tuple(owners)
+
+    def map_leftovers(self) -> list[str]:
+        """What the map in force still says about a move: foreign slots (copies a shard
+        holds without owning them) or replica positions; empty once a move is over."""
+        with self.control() as conn:
+            version, foreign, positions = conn.execute(
+                'SELECT version, "foreign", positions FROM slot_map ORDER BY version DESC LIMIT 1'
+            ).fetchone()
+        out = []
+        if foreign:
+            out.append(f"map v{version} still names foreign slots on shards {sorted(foreign)}")
+        if positions:
+            out.append(f"map v{version} still names replica positions {positions}")
+        return out
 
     def job_phase(self) -> str | None:
         """The phase of the latest reshard job, None if there is none (or no table yet)."""
