@@ -26,6 +26,7 @@ uncertain: its user is not checked against the primaries and not touched again.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -34,11 +35,16 @@ from dataclasses import dataclass, field
 
 import requests
 
+from shards.routing import canonical_email, canonical_user_id, slot_for_key, slot_map
 from tests.fault_workload import DELETED, Sample, WorkloadReport, _Client
 from tests.reshard_cluster import Snapshot
 
 WRITE_KINDS = frozenset({"create", "update", "email", "delete"})
 NO_SHARDS: frozenset[int] = frozenset()
+# The slots a move between 5 and 6 shards changes hands (shard 5's under slot_map(6)).
+MOVING = frozenset(
+    s for s, (a, b) in enumerate(zip(slot_map(5), slot_map(6), strict=True)) if a != b
+)
 
 
 @dataclass
@@ -49,6 +55,13 @@ class ReshardReport(WorkloadReport):
     walks: int = 0
     walk_pages: int = 0
     misplaced: list[str] = field(default_factory=list)  # acknowledged user on another shard
+    # (sent at, seconds, kind, status) of writes whose user id or email is in a moving slot.
+    moving_writes: list[tuple[float, float, str, int]] = field(default_factory=list)
+
+
+def _key(value: str) -> str:
+    """The routing key of a user id or an email."""
+    return canonical_email(value) if "@" in value else canonical_user_id(value)
 
 
 class _ReshardClient(_Client):
@@ -59,10 +72,20 @@ class _ReshardClient(_Client):
         self.state: dict[str, tuple[str, str]] = {}  # live user -> (name, email)
 
     # --- plumbing -------------------------------------------------------------------------
-    def _send(self, kind: str, method: str, url: str, **kw):
+    def _send(self, kind: str, method: str, url: str, keys: tuple[str, ...] = (), **kw):
+        """One request; `keys` (user ids, emails) tell whether a write touches a moving slot."""
+        started = time.monotonic()
         r = self._call(kind, method, url, NO_SHARDS, **kw)
         if r is not None and r.status_code == 503:
             self._problem(f"503 on {kind}: {r.text[:200]}")
+        if kind == "create" and r is not None and r.status_code == 201:
+            keys = (*keys, r.json()["id"])
+        if kind in WRITE_KINDS and any(slot_for_key(_key(k)) in MOVING for k in keys):
+            status = 0 if r is None else r.status_code
+            with self.lock:
+                self.report.moving_writes.append(
+                    (started, time.monotonic() - started, kind, status)
+                )
         return r
 
     def _ack(self, user_id: str, name: str, email: str) -> None:
@@ -135,7 +158,9 @@ class _ReshardClient(_Client):
     # --- writes ---------------------------------------------------------------------------
     def _create(self) -> None:
         email = f"r{uuid.uuid4().hex[:14]}@example.com"
-        r = self._send("create", "POST", f"{self.base}/", json={"name": "A", "email": email})
+        r = self._send(
+            "create", "POST", f"{self.base}/", (email,), json={"name": "A", "email": email}
+        )
         if r is None or r.status_code >= 500:
             return
         if r.status_code != 201:
@@ -148,7 +173,7 @@ class _ReshardClient(_Client):
 
     def _rename(self, user_id: str) -> None:
         name = f"N{self.rng.randrange(10**6)}"
-        r = self._send("update", "PUT", f"{self.base}/{user_id}", json={"name": name})
+        r = self._send("update", "PUT", f"{self.base}/{user_id}", (user_id,), json={"name": name})
         if r is None or r.status_code >= 500:
             self._give_up(user_id)
         elif r.status_code != 200:
@@ -161,7 +186,8 @@ class _ReshardClient(_Client):
     def _change_email(self, user_id: str) -> None:
         old = self.state[user_id][1]
         new = f"e{uuid.uuid4().hex[:14]}@example.com"
-        r = self._send("email", "PUT", f"{self.base}/{user_id}", json={"email": new})
+        keys = (user_id, old, new)
+        r = self._send("email", "PUT", f"{self.base}/{user_id}", keys, json={"email": new})
         if r is None or r.status_code >= 500:
             self._give_up(user_id)
             return
@@ -179,7 +205,8 @@ class _ReshardClient(_Client):
             self._problem(f"stale read: lookup of old email {old} still finds {user_id}")
 
     def _delete(self, user_id: str) -> None:
-        r = self._send("delete", "DELETE", f"{self.base}/{user_id}")
+        keys = (user_id, self.state[user_id][1])
+        r = self._send("delete", "DELETE", f"{self.base}/{user_id}", keys)
         if r is None or r.status_code >= 500:
             self._give_up(user_id)
             return
@@ -363,13 +390,24 @@ def timing(report: ReshardReport, start: str, end: str) -> dict:
     during = [s for s in report.samples if s.status and s.at < t1 and s.at + s.seconds > t0]
     after = [s for s in report.samples if s.status and s.at >= t1]
     writes = sorted((s for s in during if s.kind in WRITE_KINDS), key=lambda s: -s.seconds)
+    moving = [
+        sec for at, sec, _k, status in report.moving_writes if status and t0 < at + sec and at < t1
+    ]
     statuses = Counter(s.status for s in report.samples)
+    # Where the errors fell: 5xx and connection errors per second from the move's start.
+    errors = Counter(
+        math.floor(s.at - t0) for s in report.samples if not s.status or s.status >= 500
+    )
+    wall = time.time() - (time.monotonic() - t0)
     return {
+        "move_started_utc": time.strftime("%H:%M:%S", time.gmtime(wall)),
         "move_seconds": round(t1 - t0, 2),
         "requests": len(report.samples),
         "requests_during": len(during),
         "statuses": dict(sorted(statuses.items())),
         "write_pause_seconds": round(writes[0].seconds, 3) if writes else None,
+        "write_pause_moving_slots_seconds": round(max(moving, default=0.0), 3),
+        "moving_slot_writes_during": len(moving),
         "slowest_writes_during": [
             (round(s.at - t0, 2), round(s.seconds, 3), s.kind, s.status) for s in writes[:5]
         ],
@@ -380,6 +418,7 @@ def timing(report: ReshardReport, start: str, end: str) -> dict:
             _p99([s.seconds for s in before if s.kind in WRITE_KINDS]) * 1000, 1
         ),
         "write_p99_during_ms": round(_p99([s.seconds for s in writes]) * 1000, 1),
+        "errors_by_second_from_move_start": dict(sorted(errors.items())),
         "walks": report.walks,
         "walk_pages": report.walk_pages,
         "acknowledged_users": sum(1 for v in report.expected.values() if v is not DELETED),
