@@ -256,7 +256,7 @@ def _fenced(exc: BaseException) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) == FENCE_SQLSTATE
 
 
-def _wait_for_new_map(shard: Shard, exc: BaseException) -> SlotMoving:
+def _wait_for_new_map(shard: Shard) -> SlotMoving:
     """Wait, briefly, until the slot map changes (the move switched, or was aborted and the
     fence lifted); the error to raise so that the caller reroutes and retries."""
     seen = slot_map.current().version
@@ -341,7 +341,7 @@ def run_write(
         raise ShardUnavailable([shard.name]) from exc
     except DatabaseError as exc:
         if _fenced(exc):
-            raise _wait_for_new_map(shard, exc) from exc
+            raise _wait_for_new_map(shard) from exc
         raise
     if not wal_position:
         return result, None

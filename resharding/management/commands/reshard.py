@@ -148,8 +148,8 @@ class Command(BaseCommand):
         rows = sum(sum(m.rows.values()) for m in moves)
         seconds = estimate_seconds(moves, FIXED_WAITS)
         self.stdout.write(
-            f"  in all: {slots} slots, {rows:,} rows; about {seconds:.0f} s, writes to the"
-            " moving slots pause for well under a second at the switch"
+            f"  in all: {slots} slots, {rows:,} rows; about {seconds:.0f} s. Writes to the"
+            " moving slots wait while the switch verifies them (docs/DATABASE_SCALING.md)"
         )
 
     # ---- --status / --abort -------------------------------------------------------------
