@@ -111,18 +111,6 @@ def reset_pool(alias: str) -> None:
         connections[alias].close_pool()
 
 
-class ProbeLate(Exception):
-    """A probe's time limit fired well after it was due: this worker's event loop was
-    stalled (a CPU-bound request, a starved machine), so the silence was ours, not the
-    database's. Not a verdict: the database keeps the state it had."""
-
-
-def _late(started: float, limit: float) -> bool:
-    """Whether a call under a gevent time limit ended long after the limit was due (outside
-    gevent nothing enforces the limit: a slow failure there is the database's)."""
-    return gevent_patched() and time.monotonic() - started > limit * 1.5 + 0.1
-
-
 class HealthMonitor:
     def __init__(self) -> None:
         self._states: dict[int, ShardHealth] = {}
@@ -141,7 +129,6 @@ class HealthMonitor:
     def _query(self, alias: str, sql: str) -> tuple:
         conn = self._connections.get(alias)
         limit = settings.DB_PROBE_TIMEOUT
-        started = time.monotonic()
         try:
             with _time_limit(limit):
                 if conn is None or conn.closed:
@@ -151,12 +138,10 @@ class HealthMonitor:
                     conn.execute(f"SET LOCAL statement_timeout = {max(1, int(limit * 1000))}")
                     row = conn.execute(sql).fetchone()
             return row
-        except Exception as exc:
+        except Exception:
             self._connections.pop(alias, None)
             if conn is not None:
                 conn.close()
-            if _late(started, limit):  # the limit should have ended it long before
-                raise ProbeLate(alias) from exc
             raise
 
     def _mark(self, alias: str, up: bool) -> None:
@@ -195,9 +180,6 @@ class HealthMonitor:
     def _probe(self, shard: Shard) -> ShardHealth:
         state = ShardHealth(shard_id=shard.id, checked_at=time.monotonic())
         primary, replica = self._both(shard)
-        if isinstance(primary, ProbeLate) or isinstance(replica, ProbeLate):
-            # This worker's own loop stalled: the probe says nothing about the database.
-            return self._states.get(shard.id) or state
         if not isinstance(primary, Exception):
             state = replace(state, primary_ok=True, primary_lsn=lsn_to_int(primary[0]))
         self._mark(shard.primary_alias, state.primary_ok)  # _mark logs a change of state
@@ -249,14 +231,13 @@ class HealthMonitor:
 
     def probe(self, alias: str) -> bool:
         """Whether the database answers a fresh connection right now (bounded in time)."""
-        limit = settings.DB_PROBE_TIMEOUT
-        started = time.monotonic()
         try:
+            limit = settings.DB_PROBE_TIMEOUT
             with _time_limit(limit), psycopg.connect(**conninfo(alias)) as conn:
                 conn.execute("SELECT 1")
             return True
         except Exception:
-            return _late(started, limit)  # a stalled loop is no verdict: not down
+            return False
 
     def suspect(self, alias: str) -> None:
         """A call on this database timed out: probe it now, in the background (the request
