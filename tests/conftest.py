@@ -97,6 +97,20 @@ def shards_db(django_db_setup, django_db_blocker):
         wait_for_replicas()
 
 
+@pytest.fixture
+def fresh_map(shards_db, settings):
+    """The slot map at version 1 only, read now; whatever a test adds is removed afterwards."""
+    from shards import slot_map
+    from shards.models import SlotMap
+
+    settings.SLOT_MAP_REFRESH = 0.2
+    SlotMap.objects.filter(version__gt=1).delete()
+    slot_map.refresh()
+    yield
+    SlotMap.objects.filter(version__gt=1).delete()
+    slot_map.refresh()
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -25,16 +25,6 @@ from users.models import EmailLookup, User
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture
-def fresh_map(shards_db, settings):
-    settings.SLOT_MAP_REFRESH = 0.2
-    SlotMap.objects.filter(version__gt=1).delete()
-    slot_map.refresh()
-    yield
-    SlotMap.objects.filter(version__gt=1).delete()
-    slot_map.refresh()
-
-
 def _primary(shard_id: int) -> psycopg.Connection:
     return psycopg.connect(**{**conninfo(shard_by_id(shard_id).primary_alias), "autocommit": True})
 

@@ -18,17 +18,6 @@ from tests.conftest import API_PORT, ROOT, api_env
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture
-def fresh_map(shards_db, settings):
-    """Version 1 only, read now; whatever a test adds is removed afterwards."""
-    settings.SLOT_MAP_REFRESH = 0.2
-    SlotMap.objects.filter(version__gt=1).delete()
-    slot_map.refresh()
-    yield
-    SlotMap.objects.filter(version__gt=1).delete()
-    slot_map.refresh()
-
-
 def _move_slot_of(user_id: uuid.UUID, to_shard: int) -> None:
     owners = list(slot_map.current().owners)
     owners[routing.slot_for_key(str(user_id))] = to_shard
