@@ -12,6 +12,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -221,6 +222,10 @@ class ReadinessSerializer(serializers.Serializer):
 class HealthDoc(APIView):
     """Documents `shards.views.health`; never routed."""
 
+    # Liveness needs no API key.
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
     @extend_schema(
         operation_id="health",
         tags=["health"],
@@ -304,13 +309,41 @@ def preprocess_endpoints(endpoints: list[tuple]) -> list[tuple]:
 CLOSED_REQUEST_BODIES = {"UserInputRequest": 2, "PatchedUserInputRequest": 1}
 
 
+UNAUTHORIZED = {
+    "description": "API_AUTH=required and the request has no valid API key"
+    " (`not_authenticated`: none sent; `authentication_failed`: unknown or revoked).",
+    "headers": {
+        "WWW-Authenticate": {"schema": {"type": "string"}, "required": True},
+    },
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"},
+            "examples": {
+                "NoKey": {
+                    "value": {
+                        "error": "an API key is required: send `Authorization: Bearer <key>`",
+                        "code": "not_authenticated",
+                    },
+                    "summary": "No key",
+                }
+            },
+        }
+    },
+}
+
+
 def postprocess_schema(result: dict, generator, request, public: bool) -> dict:
-    """Say in the schema what the serializers enforce by hand: no unknown fields."""
+    """Say in the schema what the serializers enforce by hand (no unknown fields) and what
+    every operation behind an API key may answer (401)."""
     schemas = result.get("components", {}).get("schemas", {})
     for name, min_properties in CLOSED_REQUEST_BODIES.items():
         if name in schemas:
             schemas[name]["additionalProperties"] = False
             schemas[name]["minProperties"] = min_properties
+    for item in result["paths"].values():
+        for operation in item.values():
+            if any(requirement for requirement in operation.get("security", [])):
+                operation["responses"].setdefault("401", UNAUTHORIZED)
     return result
 
 

@@ -10,6 +10,7 @@ Shards are named by their id in the variable, so the order of hosts never matter
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from messenger.log_config import logging_config
 
@@ -19,12 +20,13 @@ env = environ.Env()
 
 # dev | test | production. Outside dev and test a SECRET_KEY must be given.
 DJANGO_ENV = env.str("DJANGO_ENV", default="dev")
+PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env.bool("DEBUG", default=False)
 if DJANGO_ENV in ("dev", "test"):
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
 else:
     SECRET_KEY = env.str("SECRET_KEY")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DJANGO_ENV != "production" else [])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,6 +41,7 @@ INSTALLED_APPS = [
     "shards",
     "users",
     "resharding",
+    "apikeys",
 ]
 
 MIDDLEWARE = [
@@ -198,12 +201,31 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=64 * 1024)
 # Seconds a request body may take to arrive (then 408 and the connection closes).
 REQUEST_BODY_TIMEOUT = env.float("REQUEST_BODY_TIMEOUT", default=10.0)
 
+# --- API keys (apikeys/) ----------------------------------------------------------------------
+# off: no key is asked for; required: every API call but /health, the schema and the docs page
+# needs `Authorization: Bearer <key>`.
+API_AUTH = env.str("API_AUTH", default="required" if PRODUCTION else "off")
+if API_AUTH not in ("off", "required"):
+    raise ImproperlyConfigured(f"API_AUTH must be off or required, not {API_AUTH!r}")
+# Seconds a process trusts its last verdict on a key: also how long a revoked key still works.
+API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=30.0)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Per process, so that checking a key seen lately costs no round trip to anything.
+    "api_keys": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "api-keys",
+        "TIMEOUT": API_KEY_CACHE_TTL,
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+}
+
 # --- HTTP / DRF --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["drf_orjson_renderer.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["drf_orjson_renderer.parsers.ORJSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apikeys.authentication.HasApiKey"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messenger.negotiation.JSONOnlyNegotiation",
     "EXCEPTION_HANDLER": "messenger.errors.api_exception_handler",
@@ -232,7 +254,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = DJANGO_ENV != "production"
+WHITENOISE_USE_FINDERS = not PRODUCTION
 
 # One configuration for Django and gunicorn (messenger.log_config): LOG_LEVEL, LOG_FORMAT.
 LOGGING_CONFIG = "messenger.log_config.configure"

@@ -352,13 +352,14 @@ def test_every_error_code_the_code_answers_with_is_in_the_one_registry():
         r"""(?:error_(?:response|body)\([^)]*?,\s*|code = )["']([a-z_]+)["']""", re.S
     )
     used = set()
-    for folder in ("messenger", "users", "shards"):
+    for folder in ("messenger", "users", "shards", "apikeys"):
         for path in (root / folder).rglob("*.py"):
             if path.name != "schema.py":  # examples of answers, not answers
                 used.update(pattern.findall(path.read_text()))
     drf = {
         exc.default_code
         for exc in (exceptions.ParseError, exceptions.NotFound, exceptions.MethodNotAllowed,
-                    exceptions.UnsupportedMediaType)
+                    exceptions.UnsupportedMediaType, exceptions.NotAuthenticated,
+                    exceptions.AuthenticationFailed)
     }  # fmt: skip
     assert used and not (used | drf) - set(ERROR_CODES)
