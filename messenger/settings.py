@@ -20,6 +20,8 @@ env = environ.Env()
 
 # dev | test | production. Outside dev and test a SECRET_KEY must be given.
 DJANGO_ENV = env.str("DJANGO_ENV", default="dev")
+if DJANGO_ENV not in ("dev", "test", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV must be dev, test or production, not {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env.bool("DEBUG", default=False)
 if DJANGO_ENV in ("dev", "test"):
@@ -52,10 +54,26 @@ MIDDLEWARE = [
     "messenger.middleware.BodySizeLimitMiddleware",
     "messenger.body_timeout.BodyReadTimeoutMiddleware",
     "messenger.middleware.ConsistencyTokenMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Sessions, CSRF, auth and messages only run for /admin/ (see messenger.middleware):
     # the API path carries none of them.
     "messenger.middleware.AdminOnlyMiddleware",
 ]
+
+# --- HTTPS -------------------------------------------------------------------------------------
+# Production runs behind a proxy that terminates TLS and says so in X-Forwarded-Proto (it must
+# set that header and drop any a client sent). Plain HTTP is redirected to HTTPS, except the
+# probes: load balancers and container health checks speak plain HTTP to the server itself.
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^health/ready$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "messenger.urls"
 WSGI_APPLICATION = "messenger.wsgi.application"
@@ -259,4 +277,6 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 # One configuration for Django and gunicorn (messenger.log_config): LOG_LEVEL, LOG_FORMAT.
 LOGGING_CONFIG = "messenger.log_config.configure"
 LOGGING = logging_config(env.str("LOG_LEVEL", default="INFO"))
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]  # see AdminOnlyMiddleware
+# Sessions, auth, messages and CSRF run inside AdminOnlyMiddleware, where these checks do not
+# look for them.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W003"]

@@ -1,7 +1,8 @@
 """API keys on a real server in production settings (API_AUTH=required, HTTPS behind a
-proxy): no key or a bad one is a 401 in the error shape, on DRF views and on the plain ones
-(GET by id, readiness) alike; a valid key passes; a revoked one stops working within
-API_KEY_CACHE_TTL. Keys are made and revoked with `manage.py api_keys`."""
+proxy that sends X-Forwarded-Proto; plain HTTP is redirected, but not the probes): no key or a
+bad one is a 401 in the error shape, on DRF views and on the plain ones (GET by id, readiness)
+alike; a valid key passes; a revoked one stops working within API_KEY_CACHE_TTL. Keys are
+made and revoked with `manage.py api_keys` and the admin."""
 
 import io
 import time
@@ -65,6 +66,12 @@ def test_health_answers_over_plain_http_without_a_key(server):
     assert response.status_code == 200
 
 
+def test_plain_http_to_the_api_is_redirected_to_https(server):
+    response = requests.get(f"{server}/api/v1/users/", timeout=5, allow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["Location"].startswith("https://")
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "code"),
     [
@@ -98,10 +105,20 @@ def test_a_valid_key_passes_everywhere(server, keys):
         timeout=5,
     )
     assert created.status_code == 201, created.text
+    assert "max-age=" in created.headers["Strict-Transport-Security"]
+    assert created.headers["X-Frame-Options"] == "DENY"
     user = requests.get(f"{server}{created.headers['Location']}", headers=bearer(key), timeout=5)
     assert user.status_code == 200
     for path in ("/api/v1/users/", "/api/v1/shards/stats", "/health/ready"):
         assert requests.get(f"{server}{path}", headers=bearer(key), timeout=5).status_code == 200
+    # A probe speaks plain HTTP: readiness is not redirected.
+    probe = requests.get(
+        f"{server}/health/ready",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=5,
+        allow_redirects=False,
+    )
+    assert probe.status_code == 200
 
 
 def test_a_revoked_key_is_refused_within_the_cache_ttl(server, keys):
