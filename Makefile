@@ -20,15 +20,17 @@ include bench/bench.mk
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# Dev machines and CI get the runtime pins and the tools (requirements-dev.lock includes
+# requirements.lock); the image installs requirements.lock alone.
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: apt-get install python3-venv"; exit 1; }
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.lock
 	@touch $@
 
 system: ## Install missing Debian packages (postgresql, pgbouncer, wrk, chromium, curl)
 	@scripts/install-system.sh
 
-venv: $(VENV)/.installed ## Create .venv and install the locked Python dependencies
+venv: $(VENV)/.installed ## Create .venv with the locked runtime and development dependencies
 
 dev: system venv up migrate-up ## Start everything: cluster, migrations, API on :$(PORT) with reload
 	@scripts/api.sh start --reload
