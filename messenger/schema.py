@@ -214,7 +214,11 @@ class ReadinessSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
     failing = serializers.ListField(
         child=serializers.CharField(),
-        help_text="`shard-<id>-primary` / `shard-<id>-replica` of every database that is down.",
+        help_text="`control-db`, `shard-<id>-primary` / `shard-<id>-replica`: every database"
+        " that is down.",
+    )
+    control_db_ok = serializers.BooleanField(
+        help_text="The control database (slot map, API keys, admin) answered."
     )
     shards = ReadinessShardSerializer(many=True)
 
@@ -254,7 +258,7 @@ class HealthReadyDoc(APIView):
         operation_id="health_ready",
         tags=["health"],
         summary="Readiness",
-        description="Probes every shard's primary and replica now.",
+        description="Probes the control database and every shard's primary and replica now.",
         responses={
             200: OpenApiResponse(ReadinessSerializer, description="Every database is up."),
             503: OpenApiResponse(
@@ -266,6 +270,7 @@ class HealthReadyDoc(APIView):
                         value={
                             "status": "unavailable",
                             "failing": ["shard-1-replica"],
+                            "control_db_ok": True,
                             "shards": [
                                 {
                                     "shard_id": 1,
