@@ -4,10 +4,11 @@ A verdict (the key's holder, or "no such key") is cached in this process for
 API_KEY_CACHE_TTL seconds, keyed by the key's SHA-256: a request with a key seen lately
 costs no database round trip, and a revoked key stops working within that time."""
 
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.db import DatabaseError
 from rest_framework import exceptions
 
@@ -38,6 +39,13 @@ class AuthUnavailable(exceptions.APIException):
     default_code = "auth_unavailable"
 
 
+@functools.cache
+def verdicts() -> BaseCache:
+    """This process's cache of verdicts. One object per process: under gevent `caches[...]`
+    makes one per greenlet, that is per request."""
+    return caches.create_connection("api_keys")
+
+
 def auth_required() -> bool:
     return settings.API_AUTH == "required"
 
@@ -58,7 +66,7 @@ def _lookup(digest: str) -> KeyHolder | None:
 def holder_of(key: str) -> KeyHolder | None:
     """The holder of a valid, unrevoked key, as this process saw it at most
     API_KEY_CACHE_TTL seconds ago; None for any other key."""
-    cache = caches["api_keys"]
+    cache = verdicts()
     digest = hash_key(key)
     verdict = cache.get(digest)
     if verdict is None:

@@ -33,6 +33,8 @@ ERROR_CODES = {
     "length_required": "411: the body was sent chunked; send it with Content-Length.",
     "request_too_large": "413: the body is larger than MAX_BODY_BYTES.",
     "unsupported_media_type": "415: the body is not application/json in UTF-8.",
+    "throttled": "429: the API key made more than API_KEY_RATE requests; retry after"
+    " `Retry-After`.",
     "internal_error": "500: a bug; the log has its traceback.",
     "shard_unavailable": "503: a shard did not answer; nothing was written.",
     "write_outcome_unknown": "503: a shard failed while committing; retrying is safe.",

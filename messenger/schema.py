@@ -337,9 +337,32 @@ UNAUTHORIZED = {
 }
 
 
+THROTTLED = {
+    "description": "API_KEY_RATE is set and this key made more requests than it allows"
+    " (`throttled`); `Retry-After` says when to retry.",
+    "headers": {
+        "Retry-After": {"schema": {"type": "integer"}, "required": True},
+    },
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"},
+            "examples": {
+                "Throttled": {
+                    "value": {
+                        "error": "Request was throttled. Expected available in 3 seconds.",
+                        "code": "throttled",
+                    },
+                    "summary": "Over the key's rate",
+                }
+            },
+        }
+    },
+}
+
+
 def postprocess_schema(result: dict, generator, request, public: bool) -> dict:
     """Say in the schema what the serializers enforce by hand (no unknown fields) and what
-    every operation behind an API key may answer (401)."""
+    every operation behind an API key may answer (401, 429)."""
     schemas = result.get("components", {}).get("schemas", {})
     for name, min_properties in CLOSED_REQUEST_BODIES.items():
         if name in schemas:
@@ -349,6 +372,7 @@ def postprocess_schema(result: dict, generator, request, public: bool) -> dict:
         for operation in item.values():
             if any(requirement for requirement in operation.get("security", [])):
                 operation["responses"].setdefault("401", UNAUTHORIZED)
+                operation["responses"].setdefault("429", THROTTLED)
     return result
 
 

@@ -227,8 +227,24 @@ if API_AUTH not in ("off", "required"):
     raise ImproperlyConfigured(f"API_AUTH must be off or required, not {API_AUTH!r}")
 # Seconds a process trusts its last verdict on a key: also how long a revoked key still works.
 API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=30.0)
+# Requests each key may make (DRF's rate format: `100/s`, `6000/min`); unset: no limit. The
+# counts live in Redis so that every process shares them.
+API_KEY_RATE = env.str("API_KEY_RATE", default="")
+REDIS_URL = env.str("REDIS_URL", default="")
+if API_KEY_RATE and not REDIS_URL:
+    raise ImproperlyConfigured("API_KEY_RATE needs REDIS_URL: the counts are kept in Redis")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Rate limit counts (apikeys.throttling). A Redis that does not answer within 0.5 s
+    # lets the request through.
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "messenger",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
     # Per process, so that checking a key seen lately costs no round trip to anything.
     "api_keys": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -244,6 +260,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["drf_orjson_renderer.parsers.ORJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apikeys.authentication.HasApiKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["apikeys.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messenger.negotiation.JSONOnlyNegotiation",
     "EXCEPTION_HANDLER": "messenger.errors.api_exception_handler",

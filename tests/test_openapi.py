@@ -363,6 +363,6 @@ def test_every_error_code_the_code_answers_with_is_in_the_one_registry():
         exc.default_code
         for exc in (exceptions.ParseError, exceptions.NotFound, exceptions.MethodNotAllowed,
                     exceptions.UnsupportedMediaType, exceptions.NotAuthenticated,
-                    exceptions.AuthenticationFailed)
+                    exceptions.AuthenticationFailed, exceptions.Throttled)
     }  # fmt: skip
     assert used and not (used | drf) - set(ERROR_CODES)

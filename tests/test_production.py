@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+UNSET = ("DJANGO_ENV", "API_AUTH", "API_KEY_RATE", "REDIS_URL")  # each test says its own
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ENV", "API_AUTH")}
+    environment = {k: v for k, v in os.environ.items() if k not in UNSET}
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -41,6 +42,7 @@ def test_check_deploy_passes_in_production_settings_without_a_warning():
     [
         ({"DJANGO_ENV": "prod"}, "DJANGO_ENV must be dev, test or production, not 'prod'"),
         ({**PRODUCTION, "API_AUTH": "on"}, "API_AUTH must be off or required, not 'on'"),
+        ({"API_KEY_RATE": "10/s"}, "API_KEY_RATE needs REDIS_URL"),
     ],
 )
 def test_an_unknown_value_is_refused_at_start(env, message):
