@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 PORT ?= 8080
 export PORT
+# Fails on an HTTP error (printing its body) or no answer; sends API_KEY when given.
+CURL_API = curl -sS --fail-with-body -w '\n' $(if $(API_KEY),-H "Authorization: Bearer $(API_KEY)")
 
 include database/cluster.mk
 include loadtest/loadtest.mk
@@ -18,17 +20,20 @@ include bench/bench.mk
 	migrate-down migrate-latest migrate-check reshard test test-coverage lint createsuperuser bench seed
 
 help: ## List every target
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {gsub(/\$$\(PORT\)/, "$(PORT)", $$2); \
+		printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# Dev machines and CI get the runtime pins and the tools (requirements-dev.lock includes
+# requirements.lock); the image installs requirements.lock alone.
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed: apt-get install python3-venv"; exit 1; }
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.lock
 	@touch $@
 
 system: ## Install missing Debian packages (postgresql, pgbouncer, wrk, chromium, curl)
 	@scripts/install-system.sh
 
-venv: $(VENV)/.installed ## Create .venv and install the locked Python dependencies
+venv: $(VENV)/.installed ## Create .venv with the locked runtime and development dependencies
 
 dev: system venv up migrate-up ## Start everything: cluster, migrations, API on :$(PORT) with reload
 	@scripts/api.sh start --reload
@@ -47,12 +52,12 @@ stop: ## Stop the API server (the cluster keeps running; see `make down`)
 logs: ## Follow the API server's log
 	@tail -n 100 -F var/log/api.log
 
-health: ## Check the API's health endpoints
-	@curl -sS http://127.0.0.1:$(PORT)/health; echo
-	@curl -sS http://127.0.0.1:$(PORT)/health/ready; echo
+health: ## Check the API on :$(PORT) (fails unless it answers and is ready; API_KEY=... if needed)
+	@$(CURL_API) http://127.0.0.1:$(PORT)/health
+	@$(CURL_API) http://127.0.0.1:$(PORT)/health/ready
 
-shards: ## Show shard statistics (user counts per shard)
-	@curl -sS http://127.0.0.1:$(PORT)/api/v1/shards/stats | $(PY) -m json.tool
+shards: ## Show shard statistics (user counts per shard; API_KEY=... when API_AUTH=required)
+	@$(CURL_API) http://127.0.0.1:$(PORT)/api/v1/shards/stats | $(PY) -m json.tool
 
 migrate-make: venv ## Create a new migration: make migrate-make NAME=add_bio [APP=users]
 	@test -n "$(NAME)" || { echo "usage: make migrate-make NAME=<name> [APP=users]"; exit 2; }

@@ -22,6 +22,8 @@ ERROR_CODES = {
     "validation_error": "400: a field, parameter or header is invalid; `fields` says which.",
     "parse_error": "400: the body is not valid JSON.",
     "bad_request": "400: the request itself is malformed (Content-Length, Host).",
+    "not_authenticated": "401: API_AUTH=required and the request sent no API key.",
+    "authentication_failed": "401: the API key is unknown or revoked (or not a Bearer key).",
     "not_found": "404: no such user (a malformed id names none) or route.",
     "method_not_allowed": "405: the path does not answer this method (`Allow` lists it).",
     "request_timeout": "408: the body did not arrive within REQUEST_BODY_TIMEOUT.",
@@ -31,10 +33,14 @@ ERROR_CODES = {
     "length_required": "411: the body was sent chunked; send it with Content-Length.",
     "request_too_large": "413: the body is larger than MAX_BODY_BYTES.",
     "unsupported_media_type": "415: the body is not application/json in UTF-8.",
+    "throttled": "429: the API key made more than API_KEY_RATE requests; retry after"
+    " `Retry-After`.",
     "internal_error": "500: a bug; the log has its traceback.",
     "shard_unavailable": "503: a shard did not answer; nothing was written.",
     "write_outcome_unknown": "503: a shard failed while committing; retrying is safe.",
     "server_busy": "503: this server's connections to a shard are all in use; retry shortly.",
+    "auth_unavailable": "503: API keys cannot be checked: the control database did not"
+    " answer; retry shortly.",
     "slot_moving": "503: the user's data is being moved to another shard for longer than"
     " RESHARD_WRITE_WAIT; nothing was written, retry shortly.",
 }

@@ -9,17 +9,18 @@ from django.utils.module_loading import import_string
 from messenger.errors import error_response
 from shards.consistency import TOKEN_HEADER, InvalidToken, decode_token, positions_of_request
 
-# Only the admin needs sessions, authentication and messages. The admin protects its own
-# forms with csrf_protect, so CSRF needs no middleware here.
+# Only the admin needs sessions, CSRF protection, authentication and messages (its views also
+# protect their forms with csrf_protect; the middleware covers every page under /admin/).
 ADMIN_MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 
 
 class AdminOnlyMiddleware:
-    """Run the session, auth and messages middleware for /admin/ only, so the API path
+    """Run the session, CSRF, auth and messages middleware for /admin/ only, so the API path
     pays for none of them."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:

@@ -12,6 +12,7 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -213,13 +214,21 @@ class ReadinessSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
     failing = serializers.ListField(
         child=serializers.CharField(),
-        help_text="`shard-<id>-primary` / `shard-<id>-replica` of every database that is down.",
+        help_text="`control-db`, `shard-<id>-primary` / `shard-<id>-replica`: every database"
+        " that is down.",
+    )
+    control_db_ok = serializers.BooleanField(
+        help_text="The control database (slot map, API keys, admin) answered."
     )
     shards = ReadinessShardSerializer(many=True)
 
 
 class HealthDoc(APIView):
     """Documents `shards.views.health`; never routed."""
+
+    # Liveness needs no API key.
+    authentication_classes = []
+    permission_classes = [AllowAny]
 
     @extend_schema(
         operation_id="health",
@@ -249,7 +258,7 @@ class HealthReadyDoc(APIView):
         operation_id="health_ready",
         tags=["health"],
         summary="Readiness",
-        description="Probes every shard's primary and replica now.",
+        description="Probes the control database and every shard's primary and replica now.",
         responses={
             200: OpenApiResponse(ReadinessSerializer, description="Every database is up."),
             503: OpenApiResponse(
@@ -261,6 +270,7 @@ class HealthReadyDoc(APIView):
                         value={
                             "status": "unavailable",
                             "failing": ["shard-1-replica"],
+                            "control_db_ok": True,
                             "shards": [
                                 {
                                     "shard_id": 1,
@@ -304,13 +314,65 @@ def preprocess_endpoints(endpoints: list[tuple]) -> list[tuple]:
 CLOSED_REQUEST_BODIES = {"UserInputRequest": 2, "PatchedUserInputRequest": 1}
 
 
+UNAUTHORIZED = {
+    "description": "API_AUTH=required and the request has no valid API key"
+    " (`not_authenticated`: none sent; `authentication_failed`: unknown or revoked).",
+    "headers": {
+        "WWW-Authenticate": {"schema": {"type": "string"}, "required": True},
+    },
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"},
+            "examples": {
+                "NoKey": {
+                    "value": {
+                        "error": "an API key is required: send `Authorization: Bearer <key>`",
+                        "code": "not_authenticated",
+                    },
+                    "summary": "No key",
+                }
+            },
+        }
+    },
+}
+
+
+THROTTLED = {
+    "description": "API_KEY_RATE is set and this key made more requests than it allows"
+    " (`throttled`); `Retry-After` says when to retry.",
+    "headers": {
+        "Retry-After": {"schema": {"type": "integer"}, "required": True},
+    },
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"},
+            "examples": {
+                "Throttled": {
+                    "value": {
+                        "error": "Request was throttled. Expected available in 3 seconds.",
+                        "code": "throttled",
+                    },
+                    "summary": "Over the key's rate",
+                }
+            },
+        }
+    },
+}
+
+
 def postprocess_schema(result: dict, generator, request, public: bool) -> dict:
-    """Say in the schema what the serializers enforce by hand: no unknown fields."""
+    """Say in the schema what the serializers enforce by hand (no unknown fields) and what
+    every operation behind an API key may answer (401, 429)."""
     schemas = result.get("components", {}).get("schemas", {})
     for name, min_properties in CLOSED_REQUEST_BODIES.items():
         if name in schemas:
             schemas[name]["additionalProperties"] = False
             schemas[name]["minProperties"] = min_properties
+    for item in result["paths"].values():
+        for operation in item.values():
+            if any(requirement for requirement in operation.get("security", [])):
+                operation["responses"].setdefault("401", UNAUTHORIZED)
+                operation["responses"].setdefault("429", THROTTLED)
     return result
 
 

@@ -10,6 +10,7 @@ Shards are named by their id in the variable, so the order of hosts never matter
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from messenger.log_config import logging_config
 
@@ -19,12 +20,15 @@ env = environ.Env()
 
 # dev | test | production. Outside dev and test a SECRET_KEY must be given.
 DJANGO_ENV = env.str("DJANGO_ENV", default="dev")
+if DJANGO_ENV not in ("dev", "test", "production"):
+    raise ImproperlyConfigured(f"DJANGO_ENV must be dev, test or production, not {DJANGO_ENV!r}")
+PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env.bool("DEBUG", default=False)
 if DJANGO_ENV in ("dev", "test"):
     SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
 else:
     SECRET_KEY = env.str("SECRET_KEY")
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DJANGO_ENV != "production" else [])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -39,6 +43,7 @@ INSTALLED_APPS = [
     "shards",
     "users",
     "resharding",
+    "apikeys",
 ]
 
 MIDDLEWARE = [
@@ -49,10 +54,26 @@ MIDDLEWARE = [
     "messenger.middleware.BodySizeLimitMiddleware",
     "messenger.body_timeout.BodyReadTimeoutMiddleware",
     "messenger.middleware.ConsistencyTokenMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Sessions, CSRF, auth and messages only run for /admin/ (see messenger.middleware):
     # the API path carries none of them.
     "messenger.middleware.AdminOnlyMiddleware",
 ]
+
+# --- HTTPS -------------------------------------------------------------------------------------
+# Production runs behind a proxy that terminates TLS and says so in X-Forwarded-Proto (it must
+# set that header and drop any a client sent). Plain HTTP is redirected to HTTPS, except the
+# probes: load balancers and container health checks speak plain HTTP to the server itself.
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^health/ready$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+X_FRAME_OPTIONS = "DENY"
 
 ROOT_URLCONF = "messenger.urls"
 WSGI_APPLICATION = "messenger.wsgi.application"
@@ -198,12 +219,48 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=64 * 1024)
 # Seconds a request body may take to arrive (then 408 and the connection closes).
 REQUEST_BODY_TIMEOUT = env.float("REQUEST_BODY_TIMEOUT", default=10.0)
 
+# --- API keys (apikeys/) ----------------------------------------------------------------------
+# off: no key is asked for; required: every API call but /health, the schema and the docs page
+# needs `Authorization: Bearer <key>`.
+API_AUTH = env.str("API_AUTH", default="required" if PRODUCTION else "off")
+if API_AUTH not in ("off", "required"):
+    raise ImproperlyConfigured(f"API_AUTH must be off or required, not {API_AUTH!r}")
+# Seconds a process trusts its last verdict on a key: also how long a revoked key still works.
+API_KEY_CACHE_TTL = env.float("API_KEY_CACHE_TTL", default=30.0)
+# Requests each key may make (DRF's rate format: `100/s`, `6000/min`); unset: no limit. The
+# counts live in Redis so that every process shares them.
+API_KEY_RATE = env.str("API_KEY_RATE", default="")
+REDIS_URL = env.str("REDIS_URL", default="")
+if API_KEY_RATE and not REDIS_URL:
+    raise ImproperlyConfigured("API_KEY_RATE needs REDIS_URL: the counts are kept in Redis")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Rate limit counts (apikeys.throttling). A Redis that does not answer within 0.5 s
+    # lets the request through.
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "messenger",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    # Per process, so that checking a key seen lately costs no round trip to anything.
+    "api_keys": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "api-keys",
+        "TIMEOUT": API_KEY_CACHE_TTL,
+        "OPTIONS": {"MAX_ENTRIES": 10_000},
+    },
+}
+
 # --- HTTP / DRF --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["drf_orjson_renderer.renderers.ORJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["drf_orjson_renderer.parsers.ORJSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apikeys.authentication.HasApiKey"],
+    "DEFAULT_THROTTLE_CLASSES": ["apikeys.throttling.ApiKeyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messenger.negotiation.JSONOnlyNegotiation",
     "EXCEPTION_HANDLER": "messenger.errors.api_exception_handler",
@@ -232,9 +289,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = DJANGO_ENV != "production"
+WHITENOISE_USE_FINDERS = not PRODUCTION
 
 # One configuration for Django and gunicorn (messenger.log_config): LOG_LEVEL, LOG_FORMAT.
 LOGGING_CONFIG = "messenger.log_config.configure"
 LOGGING = logging_config(env.str("LOG_LEVEL", default="INFO"))
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]  # see AdminOnlyMiddleware
+# Sessions, auth, messages and CSRF run inside AdminOnlyMiddleware, where these checks do not
+# look for them.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W003"]

@@ -19,9 +19,12 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 def health_ready(request: HttpRequest) -> JsonResponse:
-    """Readiness: probes every primary and replica now; 503 names what is down."""
+    """Readiness: probes the control database and every primary and replica now; 503 names
+    what is down. Without the control database no API key can be checked and the slot map
+    cannot follow a move."""
+    control_ok = monitor.probe("default")
     states = monitor.refresh()
-    shards, failing = [], []
+    shards, failing = [], [] if control_ok else ["control-db"]
     for shard in all_shards():
         state = states.get(shard.id)
         primary_ok = bool(state and state.primary_ok)
@@ -39,5 +42,10 @@ def health_ready(request: HttpRequest) -> JsonResponse:
                 "replica_lag_seconds": state.replica_lag_seconds if state else None,
             }
         )
-    body = {"status": "ok" if not failing else "unavailable", "failing": failing, "shards": shards}
+    body = {
+        "status": "ok" if not failing else "unavailable",
+        "failing": failing,
+        "control_db_ok": control_ok,
+        "shards": shards,
+    }
     return JsonResponse(body, status=503 if failing else 200)

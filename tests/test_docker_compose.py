@@ -209,8 +209,43 @@ def test_settings_reach_primaries_through_pgbouncer_and_replicas_directly():
         assert replica["NAME"] == primary["NAME"]  # same database, other server
 
 
-def test_dockerfile_installs_the_lock_file_and_runs_gunicorn():
+def test_dockerfile_installs_the_runtime_lock_only_and_runs_gunicorn_as_a_user():
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
     assert "pip install -r requirements.lock" in text
+    code = [line for line in text.splitlines() if not line.startswith("#")]
+    assert not any("requirements-dev.lock" in line for line in code)
+    assert re.search(r"^USER app$", text, re.M)
+    assert re.search(r'^    CMD \["python", "scripts/healthcheck.py"\]$', text, re.M)
+    assert re.search(r"^HEALTHCHECK ", text, re.M)
     assert 'CMD ["gunicorn", "-c", "messenger/gunicorn.conf.py", "messenger.wsgi"]' in text
+
+
+def test_local_settings_and_secrets_stay_out_of_the_image_and_the_repository():
+    assert ".env" in (REPO / ".dockerignore").read_text().split()
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = [ln for ln in path.read_text().splitlines() if ln and not ln.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_the_api_runs_production_settings_from_the_env_file_and_the_secret_from_outside(compose):
+    example = env_file(REPO / ".env.example")
+    assert example["DJANGO_ENV"] == "production"
+    assert example["API_AUTH"] == "required"
+    assert int(example["WEB_CONCURRENCY"]) >= 1
+    assert "SECRET_KEY" not in example
+    for name in ("migrate", "messenger_server"):
+        service = compose["services"][name]
+        assert [f["path"] for f in service["env_file"]] == [".env.example", ".env"]
+        assert service["env_file"][1]["required"] is False
+        assert service["environment"]["SECRET_KEY"].startswith("${SECRET_KEY:?")
+
+
+def test_the_api_service_has_the_readiness_healthcheck(compose):
+    check = compose["services"]["messenger_server"]["healthcheck"]
+    assert check["test"] == ["CMD", "python", "scripts/healthcheck.py"]
+    script = (REPO / "scripts" / "healthcheck.py").read_text()
+    assert "/health/ready" in script and "HEALTHCHECK_API_KEY" in script

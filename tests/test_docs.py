@@ -526,6 +526,35 @@ def test_the_readme_configuration_defaults_are_the_code_defaults():
     assert not wrong, f"README defaults that differ from the code: {wrong}"
 
 
+# Reads of the environment by the product's code: env.<type>("NAME" (django-environ),
+# os.environ.get("NAME" / os.environ["NAME"] / os.getenv("NAME". `{...}` in an f-string
+# stands for any value, like `<i>` in the README.
+ENV_READ = re.compile(
+    r"""(?:\benv\.\w+|os\.environ\.get|os\.getenv)\(\s*f?["']([A-Z][A-Za-z0-9_{}]*)["']"""
+    r"""|os\.environ\[\s*f?["']([A-Z][A-Za-z0-9_{}]*)["']\]"""
+)
+ENV_READERS = ("messenger", "shards", "users", "resharding", "apikeys", "scripts")
+
+
+def env_reads() -> set[str]:
+    names = set()
+    for folder in ENV_READERS:
+        for path in (ROOT / folder).rglob("*.py"):
+            for match in ENV_READ.finditer(path.read_text()):
+                names.add(re.sub(r"\{[^}]*\}", "<i>", match.group(1) or match.group(2)))
+    return names
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_readme_configuration_table():
+    names = env_reads()
+    assert {"SECRET_KEY", "SHARD_<i>_URL", "WEB_CONCURRENCY", "HEALTHCHECK_API_KEY"} <= names
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ")[0]
+    documented = {
+        re.sub(r"<[a-z]+>", "<i>", name) for name in re.findall(r"(?m)^\| `([^`]+)` \|", section)
+    }
+    assert not names - documented, f"read by the code, not in the table: {names - documented}"
+
+
 def test_the_readme_pgbouncer_table_matches_the_pgbouncer_template():
     readme = (ROOT / "README.md").read_text()
     ini = (ROOT / "database" / "pgbouncer" / "pgbouncer.ini.tmpl").read_text()

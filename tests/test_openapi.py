@@ -231,21 +231,24 @@ def production_server(django_db_setup):
 
 @pytest.mark.slow
 def test_production_mode_serves_collected_static_files(production_server):
+    https = {"X-Forwarded-Proto": "https"}  # as the TLS-terminating proxy says
     for page_path in ("/api/docs/", "/admin/login/"):
-        page = requests.get(f"{production_server}{page_path}", timeout=10)
+        page = requests.get(f"{production_server}{page_path}", headers=https, timeout=10)
         assert page.status_code == 200, page_path
         urls = [url for url in _asset_urls(page.text) if url.startswith("/static/")]
         assert urls, page_path
         for url in urls:
             asset = requests.get(
-                f"{production_server}{url}", headers={"Accept-Encoding": "gzip"}, timeout=10
+                f"{production_server}{url}",
+                headers={**https, "Accept-Encoding": "gzip"},
+                timeout=10,
             )
             assert asset.status_code == 200, url
             # WhiteNoise serves the compressed copy collectstatic made, with caching headers.
             assert "Cache-Control" in asset.headers, url
             if url.endswith((".js", ".css")):
                 assert asset.headers.get("Content-Encoding") == "gzip", url
-    missing = requests.get(f"{production_server}/static/no-such-file.js", timeout=10)
+    missing = requests.get(f"{production_server}/static/no-such-file.js", headers=https, timeout=10)
     assert missing.status_code == 404
 
 
@@ -352,13 +355,14 @@ def test_every_error_code_the_code_answers_with_is_in_the_one_registry():
         r"""(?:error_(?:response|body)\([^)]*?,\s*|code = )["']([a-z_]+)["']""", re.S
     )
     used = set()
-    for folder in ("messenger", "users", "shards"):
+    for folder in ("messenger", "users", "shards", "apikeys"):
         for path in (root / folder).rglob("*.py"):
             if path.name != "schema.py":  # examples of answers, not answers
                 used.update(pattern.findall(path.read_text()))
     drf = {
         exc.default_code
         for exc in (exceptions.ParseError, exceptions.NotFound, exceptions.MethodNotAllowed,
-                    exceptions.UnsupportedMediaType)
+                    exceptions.UnsupportedMediaType, exceptions.NotAuthenticated,
+                    exceptions.AuthenticationFailed, exceptions.Throttled)
     }  # fmt: skip
     assert used and not (used | drf) - set(ERROR_CODES)

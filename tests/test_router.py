@@ -114,7 +114,8 @@ def test_orm_writes_and_reads_land_on_the_key_shard_and_nowhere_else(shards_db):
         assert User.objects.for_key(user_id).get(id=user_id).name == "Orm"
 
 
-def test_relations_are_allowed_within_a_shard_only():
+def test_relations_are_allowed_within_a_shard_only(shards_db):
+    # shard_for_user_id rereads the slot map (control database) once it is SLOT_MAP_REFRESH old.
     a, b = uuid.uuid4(), uuid.uuid4()
     while shard_for_user_id(a) == shard_for_user_id(b):
         b = uuid.uuid4()
