@@ -51,6 +51,7 @@ django.setup()
 import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from apikeys.keys import create_key  # noqa: E402
 from shards.health import conninfo  # noqa: E402
 from shards.topology import all_shards  # noqa: E402
 
@@ -178,10 +179,12 @@ class Server:
         workers: int | None = None,
         settings: str = "bench.settings",
         root: Path = ROOT,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.port = port
         self.workers = workers
         self.settings = settings
+        self.extra_env = env or {}
         self.root = root  # the checkout it serves (another commit's, for a side-by-side run)
         self.process: subprocess.Popen | None = None
         self.log_path = OUT / f"gunicorn-{port}.log"
@@ -194,6 +197,7 @@ class Server:
             "PORT": str(self.port),
             "DJANGO_SETTINGS_MODULE": self.settings,
             "LOG_LEVEL": "warning",
+            **self.extra_env,
         }
         env.pop("ACCESS_LOG", None)
         if self.workers:
@@ -362,7 +366,7 @@ def combine(runs: list[dict]) -> dict:
 
 
 # --- the targets --------------------------------------------------------------------------------
-def main_targets(ids: dict[str, Path]) -> list[dict]:
+def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
     return [
         {
             "key": "get_ceiling",
@@ -385,6 +389,13 @@ def main_targets(ids: dict[str, Path]) -> list[dict]:
             "label": "GET /api/v1/users/{id} (ours)",
             "script": "get_ids.lua",
             "env": {"BENCH_IDS": str(ids["all"])},
+        },
+        {
+            "key": "get_ours_auth",
+            "label": "GET /api/v1/users/{id} (ours, API_AUTH=required, a valid key)",
+            "script": "get_ids.lua",
+            "env": {"BENCH_IDS": str(ids["all"]), "BENCH_AUTH": api_key},
+            "server": "auth",
         },
         {
             "key": "post_ours",
@@ -419,8 +430,16 @@ def main_targets(ids: dict[str, Path]) -> list[dict]:
     ]
 
 
-def run_target(server: Server, target: dict, args: argparse.Namespace) -> dict:
+def _server_of(server: Server | dict[str, Server], target: dict) -> Server:
+    """The server a target runs against: `main`, or the one its "server" key names."""
+    if isinstance(server, Server):
+        return server
+    return server[target.get("server", "main")]
+
+
+def run_target(server: Server | dict[str, Server], target: dict, args: argparse.Namespace) -> dict:
     """One wrk run of `target` at args.connections for args.duration, with worker CPU."""
+    server = _server_of(server, target)
     return wrk(
         server.port,
         target["script"],
@@ -433,7 +452,9 @@ def run_target(server: Server, target: dict, args: argparse.Namespace) -> dict:
     )
 
 
-def run_targets(server: Server, targets: list[dict], args: argparse.Namespace) -> dict[str, dict]:
+def run_targets(
+    server: Server | dict[str, Server], targets: list[dict], args: argparse.Namespace
+) -> dict[str, dict]:
     """Each target at args.connections for args.rounds rounds, alternating the order
     between rounds so a burst of load from elsewhere does not land on one target only;
     then once more with a single connection."""
@@ -446,7 +467,7 @@ def run_targets(server: Server, targets: list[dict], args: argparse.Namespace) -
     results = {}
     for target in targets:
         single = wrk(
-            server.port,
+            _server_of(server, target).port,
             target["script"],
             target.get("path", "/"),
             connections=1,
@@ -545,24 +566,32 @@ def run_main(args: argparse.Namespace) -> dict:
         print(f"seeding {args.min_users - seeded:,} users (the run needs {args.min_users:,})")
         seed(args.min_users - seeded)
     ids = sample_ids(args.sample)
-    with Server(args.port, settings=args.settings) as server:
+    key_row, api_key = create_key("bench")  # for the auth-on target; revoked afterwards
+    auth_env = {"API_AUTH": "required"}
+    with (
+        Server(args.port, settings=args.settings) as server,
+        Server(args.port + 1, settings=args.settings, env=auth_env) as auth_server,
+    ):
+        servers = {"main": server, "auth": auth_server}
         workers = server.worker_count()
-        targets = main_targets(ids)
+        targets = main_targets(ids, api_key)
         if args.only:
             targets = [t for t in targets if t["key"] in args.only]
-        print(f"bench server on :{args.port} ({workers} workers); warming up", flush=True)
+        print(f"bench servers on :{args.port} and :{args.port + 1} (API_AUTH=required),"
+              f" {workers} workers each; warming up", flush=True)  # fmt: skip
         for target in [t for t in targets if not t["key"].startswith(("post", "put"))]:
-            wrk(args.port, target["script"], target.get("path", "/"), connections=16,
-                threads=args.threads, seconds=2, env=target.get("env"))  # fmt: skip
+            wrk(_server_of(servers, target).port, target["script"], target.get("path", "/"),
+                connections=16, threads=args.threads, seconds=2, env=target.get("env"))  # fmt: skip
         users = user_total()
         print(f"{users:,} users; {args.connections} connections, {args.threads} threads")
-        results = run_targets(server, targets, args)
+        results = run_targets(servers, targets, args)
         concurrency: list[dict] = []
         by_key = {t["key"]: t for t in targets}
         loud = [by_key[k] for k in ("get_ours", "post_ours") if k in by_key]
         if args.error_connections and loud:
             print("errors at high concurrency", flush=True)
             concurrency = run_concurrency(server, loud, args)
+    key_row.delete()
     removed = delete_bench_users()
     wait_for_replicas()
     print(f"removed {removed:,} users created by the POST targets")
@@ -779,6 +808,8 @@ def render_main(main: dict) -> list[str]:
         ("POST: ours / bare view", post, bare, 0.8),
         ("list page / GET by id", listing, get, 0.5),
     ]
+    if "get_ours_auth" in r:  # API keys on: at most 5 % more CPU per request
+        ratios.append(("GET by id: API_AUTH=required / off", r["get_ours_auth"], get, 0.95))
     lines += [
         "",
         "### Ratios against the targets",

@@ -13,6 +13,7 @@ Failure messages carry no ids (locust groups failures by message); details go to
 from __future__ import annotations
 
 import logging
+import os
 import random
 import uuid
 from collections import deque
@@ -37,6 +38,8 @@ from loadtest.checks import (
 __all__ = ["CONSISTENCY", "USERS", "ApiUser", "CheckFailed", "next_query", "sort_key"]
 
 TOKEN_HEADER = "X-Consistency-Token"
+# An API with API_AUTH=required is load-tested with a key: API_KEY=<key> make loadtest-...
+API_KEY = os.environ.get("API_KEY", "")
 
 log = logging.getLogger("loadtest")
 
@@ -101,6 +104,8 @@ class ApiUser(FastHttpUser):
         Returns (status, parsed body). Raises CheckFailed after marking the failure."""
         expected = (expect,) if isinstance(expect, int) else expect
         headers = {"Accept": "application/json"}
+        if API_KEY:
+            headers["Authorization"] = f"Bearer {API_KEY}"
         if self.token:
             headers[TOKEN_HEADER] = self.token
         with self.client.request(

@@ -406,7 +406,8 @@ def render(outcome: Outcome, profile: Profile) -> str:
         + f", {outcome.run_time} s"
         + (f", one task per {outcome.pacing:g} s per user" if outcome.pacing else "")
         + f", {outcome.processes} locust process(es)"
-        + f" -> {outcome.base_url}",
+        + f" -> {outcome.base_url}"
+        + (", with an API key (API_KEY)" if os.environ.get("API_KEY") else ", no API key"),
         f"results: {outcome.results_dir}/ (report.html, {CSV_PREFIX}_*.csv, locust.log)",
         "",
         f"{'endpoint (latencies in ms)':<48}{'reqs':>8}{'fails':>7}{'req/s':>8}"

@@ -32,8 +32,9 @@ REQUIRED_DOCS = [
     "BENCHMARKS.md",
     "LOADTEST_INSTRUCTIONS.md",
 ]
-# Folders that exist only at run time (made by `make up`, `make dev`, the load tests).
-RUNTIME_PREFIXES = ("var/cluster", "var/log", "var/run", "loadtest/results", ".venv/")
+# Folders that exist only at run time (made by `make up`, `make dev`, collectstatic, the load
+# tests).
+RUNTIME_PREFIXES = ("var/cluster", "var/log", "var/run", "var/static", "loadtest/results", ".venv/")
 MIME_PREFIXES = ("application/", "text/", "image/", "multipart/")
 PROJECT_EXTENSIONS = ("py", "md", "yml", "yaml", "sql", "sh", "mk", "toml", "lock", "tmpl")
 # Upper-case words in code spans that are not variable names.
