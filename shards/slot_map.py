@@ -106,9 +106,22 @@ def refresh() -> Owners:
     return owners
 
 
+_refreshing = False
+
+
 def current() -> Owners:
-    if _cached is None or time.monotonic() - _read_at > settings.SLOT_MAP_REFRESH:
+    """The map in force, as this process last read it; reread when older than
+    SLOT_MAP_REFRESH, by one caller at a time: under load, the requests that find it stale
+    meanwhile route by the copy in hand instead of all asking the control database."""
+    global _refreshing
+    if _cached is None:
         return refresh()
+    if time.monotonic() - _read_at > settings.SLOT_MAP_REFRESH and not _refreshing:
+        _refreshing = True
+        try:
+            return refresh()
+        finally:
+            _refreshing = False
     return _cached
 
 
