@@ -19,7 +19,7 @@ from shards.errors import SlotMoving
 from shards.health import conninfo
 from shards.models import SlotMap
 from shards.topology import shard_by_id, shard_for_email, shard_for_user_id
-from users import services, user_queries
+from users import selectors, services
 from users.models import EmailLookup, User
 
 pytestmark = pytest.mark.cluster
@@ -113,7 +113,7 @@ def test_a_fence_lapses_by_itself_when_its_lease_runs_out(fresh_map, fenced):
     assert time.monotonic() - started < 0.5
 
 
-def test_a_list_page_skips_the_foreign_slots_the_map_names_for_its_shard(fresh_map):
+def test_a_list_page_skips_the_foreign_slots_the_map_names_for_each_shard(fresh_map):
     users = [
         services.create_user(name=f"U{i}", email=f"f{i}-{uuid.uuid4().hex}@example.com")[0]
         for i in range(12)
@@ -126,7 +126,7 @@ def test_a_list_page_skips_the_foreign_slots_the_map_names_for_its_shard(fresh_m
         version=latest.version + 1, owners=latest.owners, foreign={str(shard.id): [hidden]}
     )
     slot_map.refresh()
-    listed = {row.id for row in user_queries.page(shard, None, 50)}
+    listed = {row.id for row in selectors.list_users(limit=50).results}
     assert on_shard[0].id not in listed
     assert {u.id for u in on_shard[1:] if routing.slot_for_key(str(u.id)) != hidden} <= listed
 

@@ -23,6 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.http import urlencode
 
+from shards import slot_map
 from shards.access import run_read
 from shards.consistency import (
     InvalidToken,
@@ -90,7 +91,8 @@ def shard_page(
     (created_at, id) whatever the depth); returns the rows and the cursor of the next page."""
     position = None if after is None else (after.created_at, after.id)
     with positions_of_request(positions):
-        rows = run_read(shard, lambda: user_page(shard, position, limit + 1))
+        skip = slot_map.current().foreign.get(shard.id, ())  # a move's copies are not its own
+        rows = run_read(shard, lambda: user_page(shard, position, limit + 1, skip))
     page = rows[:limit]
     next_cursor = Cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return page, next_cursor

@@ -9,6 +9,7 @@ import heapq
 import uuid
 from dataclasses import dataclass, field
 
+from shards import slot_map
 from shards.access import run_read
 from shards.errors import ShardUnavailable
 from shards.routing import canonical_email
@@ -69,8 +70,11 @@ def list_users(
     wanted = offset + limit + 1  # one more than needed tells whether a next page exists
     position = None if after is None else (after.created_at, after.id)
 
+    foreign = slot_map.current().foreign  # one map for every shard of the page
+
     def shard_page(shard: Shard) -> list:
-        return run_read(shard, lambda: user_queries.page(shard, position, wanted))
+        skip = foreign.get(shard.id, ())
+        return run_read(shard, lambda: user_queries.page(shard, position, wanted, skip))
 
     answers = scatter(all_shards(), shard_page)
     missing = sorted(

@@ -15,7 +15,6 @@ from django.db import connections, router
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 
-from shards import slot_map
 from shards.prepared import PreparedInsert, PreparedQuery
 from shards.topology import Shard
 from users.models import User, UserCount
@@ -67,14 +66,19 @@ def user_by_id(shard: Shard, user_id: uuid.UUID) -> User | None:
     return rows[0] if rows else None
 
 
-def page(shard: Shard, after: tuple[datetime, uuid.UUID] | None, count: int) -> list:
+def page(
+    shard: Shard,
+    after: tuple[datetime, uuid.UUID] | None,
+    count: int,
+    skip: Collection[int] = (),
+) -> list:
     """At most `count` users of `shard` after `after` (created_at, id), newest first, as
-    named rows with the fields of USER_FIELDS."""
-    foreign = slot_map.current().foreign.get(shard.id)
-    if foreign:
-        # A move is copying slots to this shard, or has not yet cleaned them up here: rows
-        # of slots the shard does not own are another shard's, not listed twice.
-        skip = sorted(foreign)
+    named rows with the fields of USER_FIELDS, leaving out the rows of the slots in `skip`:
+    the slots the map names foreign on this shard (copies of a move). One page across shards
+    takes them from one map for every shard, or a switch between two shards' reads would
+    list a moving slot twice or not at all."""
+    if skip:
+        skip = sorted(skip)
         queryset = _newest(count, skip) if after is None else _after(*after, count, skip)
         return list(queryset.using(router.db_for_read(User, shard=shard)))
     if after is None:
