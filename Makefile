@@ -76,9 +76,11 @@ migrate-latest: venv ## Migrate every database to the latest version, then check
 migrate-check: venv ## Report each database's migrations; fail on pending ones or drift
 	$(MANAGE) migrate_shards --check
 
+# The hosts configured are SHARDING_COUNT's, SHARDS when it is unset (growing: the new hosts
+# are configured; shrinking keeps SHARDING_COUNT at the hosts there are until the move ends).
 reshard: venv ## Move slots online so SHARDS shards own them: make reshard SHARDS=6 (see --plan)
 	@test -n "$(SHARDS)" || { echo "usage: make reshard SHARDS=<n>"; exit 2; }
-	$(MANAGE) reshard --to $(SHARDS) --yes
+	SHARDING_COUNT=$${SHARDING_COUNT:-$(SHARDS)} $(MANAGE) reshard --to $(SHARDS) --yes
 
 test: system venv up ## Run the whole test suite against the real cluster
 	$(VENV)/bin/pytest
