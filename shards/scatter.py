@@ -3,7 +3,8 @@
 Under gunicorn's gevent worker the calls run in parallel greenlets; elsewhere (tests,
 management commands) they run one after another with the same results. Each greenlet has
 its own Django connections (greenlets have their own context), so they are handed back to
-the pool when the greenlet ends instead of leaking until garbage collection.
+the pool when the greenlet ends (shards.release) instead of leaking until garbage
+collection.
 """
 
 import contextvars
@@ -11,8 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from django.db import connections
-
+from shards.release import release_connections
 from shards.topology import Shard
 
 T = TypeVar("T")
@@ -35,8 +35,7 @@ def _call_in_greenlet(fn: Callable[[Shard], T], shard: Shard) -> T | BaseExcepti
     try:
         return _call(fn, shard)
     finally:
-        for conn in connections.all(initialized_only=True):
-            conn.close()
+        release_connections()
 
 
 def scatter(shards: Iterable[Shard], fn: Callable[[Shard], T]) -> dict[int, T | BaseException]:

@@ -2,9 +2,11 @@
 
 import threading
 import uuid
+from contextlib import ExitStack
 
 import pytest
 from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from shards.topology import all_shards, shard_for_email, shard_for_user_id
 from users import email_lookup, services
@@ -36,6 +38,35 @@ def test_a_created_user_lives_on_the_shard_its_id_hashes_to_and_nowhere_else(sha
         user, positions = services.create_user(name=f"U {n}", email=f"u{n}@example.com")
         assert _shards_holding(user.id) == [shard_for_user_id(user.id).id]
         assert shard_for_user_id(user.id).id in positions
+
+
+def test_a_new_user_lives_beside_its_email_and_is_created_in_one_statement(shards_db):
+    for n in range(10):
+        email = f"beside{n}@example.com"
+        with ExitStack() as stack:
+            captured = [
+                stack.enter_context(CaptureQueriesContext(connections[shard.primary_alias]))
+                for shard in all_shards()
+            ]
+            user, positions = services.create_user(name=f"B {n}", email=email)
+        shard = shard_for_email(email)
+        assert shard_for_user_id(user.id) == shard
+        assert _shards_holding(user.id) == [shard.id]
+        assert _claim(email) == user.id
+        assert [len(queries) for queries in captured] == [int(s == shard) for s in all_shards()]
+        assert positions[shard.id] > 0
+
+
+def test_a_create_whose_email_is_held_runs_the_claim_protocol_and_writes_nothing(shards_db):
+    ghost = uuid.uuid4()
+    email_lookup.claim("held-by-ghost@example.com", ghost)
+    with pytest.raises(EmailTaken):
+        services.create_user(name="Second", email="held-by-ghost@example.com")
+    assert _claim("held-by-ghost@example.com") == ghost
+    for shard in all_shards():
+        with connections[shard.primary_alias].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM users")
+            assert cursor.fetchone()[0] == 0
 
 
 def test_create_claims_the_email_on_the_emails_shard(shards_db):

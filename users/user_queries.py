@@ -9,12 +9,15 @@ cannot say it. Every function runs where the router sends it: call it inside
 
 import uuid
 from collections.abc import Collection
+from contextlib import suppress
 from datetime import UTC, datetime
 
-from django.db import connections, router
+import psycopg
+from django.db import DatabaseError, connections, router
 from django.db.models import QuerySet, Sum
 from django.db.models.functions import Coalesce
 
+from shards.consistency import lsn_to_int
 from shards.prepared import PreparedInsert, PreparedQuery
 from shards.topology import Shard
 from users.models import User, UserCount
@@ -88,6 +91,52 @@ def page(
 
 def insert(user: User) -> None:
     _INSERT.insert(user)
+
+
+# A create whose id lives on its email's shard (users.services picks such ids): the email's
+# claim and the user's row in one transaction, and the WAL position after its commit, all in
+# one message and one round trip. SQL because the ORM can say neither an INSERT fed by an
+# INSERT ... ON CONFLICT DO NOTHING nor a read after COMMIT in the same message (client-side
+# binding, Django's default with psycopg 3, sends the statements as one simple query).
+_INSERT_WITH_CLAIM = """BEGIN;
+WITH claim AS (
+    INSERT INTO email_lookup (email, user_id, claimed_at) VALUES (%s, %s, now())
+    ON CONFLICT (email) DO NOTHING RETURNING user_id
+)
+INSERT INTO users (id, name, email, created_at, updated_at)
+SELECT user_id, %s, %s, %s, %s FROM claim;
+COMMIT;
+SELECT pg_current_wal_lsn()::text"""
+
+
+def insert_with_claim(user: User, email_key: str) -> tuple[bool, int]:
+    """(whether `user` was created, WAL position after the commit). Nothing is written when
+    someone holds `email_key` (the caller then runs the claim protocol). The user's shard
+    must be its email's shard."""
+    alias = router.db_for_write(User, instance=user)
+    connection = connections[alias]
+    params = [email_key, user.id, user.name, user.email, user.created_at, user.updated_at]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_WITH_CLAIM, params)
+            cursor.nextset()  # BEGIN -> INSERT
+            inserted = cursor.rowcount == 1
+            cursor.nextset()  # -> COMMIT
+            cursor.nextset()  # -> the position
+            return inserted, lsn_to_int(cursor.fetchone()[0])
+    except DatabaseError:
+        _end_failed_transaction(connection.connection)
+        raise
+
+
+def _end_failed_transaction(raw: psycopg.Connection | None) -> None:
+    """A statement that failed after BEGIN (a resharding fence) leaves the transaction open
+    and aborted on a connection that goes back to the pool: end it here."""
+    if raw is None or raw.closed:
+        return
+    if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        with suppress(psycopg.Error):
+            raw.execute("ROLLBACK")
 
 
 def count(shard: Shard) -> int:
