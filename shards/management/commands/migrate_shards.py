@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, router
 from django.db.migrations.executor import MigrationExecutor
 
+from messenger.commands import error_line
 from shards.topology import all_shards
 
 
@@ -54,7 +55,7 @@ class Command(BaseCommand):
                 "migrate", *args, database=alias, interactive=False, verbosity=1, stdout=out
             )
         except Exception as exc:  # one failing shard must not stop the others
-            return False, f"FAILED: {type(exc).__name__}: {exc}"
+            return False, f"FAILED: {error_line(exc)}"
         finally:
             connections[alias].close()
         changes = []
@@ -140,9 +141,7 @@ class Command(BaseCommand):
                 applied, pending = self._state(alias)
             except Exception as exc:
                 problems.append(alias)
-                self.stdout.write(
-                    self.style.ERROR(f"{alias:>10}: unreachable ({type(exc).__name__})")
-                )
+                self.stdout.write(self.style.ERROR(f"{alias:>10}: unreachable ({error_line(exc)})"))
                 continue
             names = sorted(f"{a}.{n}" for a, n in applied)
             line = f"{alias:>10}: {len(names)} applied"

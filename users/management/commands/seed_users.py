@@ -29,6 +29,7 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from messenger.commands import error_line
 from shards import slot_map
 from shards.health import conninfo
 from shards.routing import slot_for_key
@@ -228,7 +229,9 @@ class Command(BaseCommand):
         if not PREFIX_RE.match(prefix):
             raise CommandError("--prefix: lower-case letters, digits, '.', '_' or '-'")
         shards = list(all_shards())
-        owners = slot_map.current().owners
+        # Read now, not the fallback a request would route by: rows seeded by a guessed map
+        # would sit on shards that do not own them.
+        owners = slot_map.load().owners
         progress = Progress(count, enabled=not options["no_progress"] and options["verbosity"] > 0)
         loaders = [ShardLoader(shard, progress) for shard in shards]
         for loader in loaders:
@@ -248,7 +251,7 @@ class Command(BaseCommand):
                 loader.batches.put(None)
             for loader in loaders:
                 loader.join()
-        errors = [f"{ld.shard.name}: {ld.error}" for ld in loaders if ld.error]
+        errors = [f"{ld.shard.name}: {error_line(ld.error)}" for ld in loaders if ld.error]
         if errors:
             raise CommandError("seeding failed (committed batches stay): " + "; ".join(errors))
         progress.show(final=True)
