@@ -18,6 +18,7 @@ import argparse
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import pwd
 import shlex
@@ -283,6 +284,30 @@ def port_owner(port: int) -> str:
         return out.splitlines()[0].split("users:", 1)[-1]
     # No listener: an outgoing connection got it as its local port (ephemeral port range).
     return "a connection's local port (choose ports outside net.ipv4.ip_local_port_range)"
+
+
+def listener_pid(port: int) -> int | None:
+    """PID of the process listening on `port` (from `ss`; None when it cannot tell)."""
+    if not shutil.which("ss"):
+        return None
+    out = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    pid = out.partition("pid=")[2].split(",")[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def cluster_dir_serving(port: int) -> Path | None:
+    """CLUSTER_DIR of the cluster whose postgres listens on `port`: a postmaster works in
+    its data directory, CLUSTER_DIR/data/<name>. None when it is not such a cluster."""
+    pid = listener_pid(port)
+    if pid is None:
+        return None
+    try:
+        data_dir = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    return data_dir.parent.parent if data_dir.parent.name == "data" else None
 
 
 # --------------------------------------------------------------------------- binaries
@@ -827,6 +852,29 @@ API_PATH = {
 }
 
 
+def running_cluster(c: Cluster) -> Cluster:
+    """The cluster `ps`, `stats` and `logs` show: this CLUSTER_DIR's; or, when none of its
+    processes runs but its control port answers, the cluster that serves that port, started
+    from another CLUSTER_DIR (another checkout), saying so on stderr."""
+    port = c.s.control_port
+    if any(pid_of(c.layout, inst) for inst in instances(c.s)) or not port_taken(port):
+        return c
+    found = cluster_dir_serving(port)
+    if found is None or found == c.s.cluster_dir:
+        print(
+            f"cluster: nothing runs from {c.s.cluster_dir}, but port {port} is taken by "
+            f"{port_owner(port)}: set CLUSTER_DIR to the directory of the cluster it belongs to",
+            file=sys.stderr,
+        )
+        return c
+    print(
+        f"cluster: port {port} is served by the cluster started from {found}, not by "
+        f"{c.s.cluster_dir}; showing it (run the command there, or set CLUSTER_DIR={found})",
+        file=sys.stderr,
+    )
+    return Cluster(dataclasses.replace(c.s, cluster_dir=found))
+
+
 def cmd_ps(c: Cluster) -> None:
     rows = []
     for inst in instances(c.s):
@@ -1018,11 +1066,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "clean":
                 print(f"removed {settings.cluster_dir}")
         elif args.command == "ps":
-            cmd_ps(cluster)
+            cmd_ps(running_cluster(cluster))
         elif args.command == "stats":
-            cmd_stats(cluster, args.interval)
+            cmd_stats(running_cluster(cluster), args.interval)
         elif args.command == "logs":
-            cmd_logs(cluster, args.follow, args.lines, args.names)
+            cmd_logs(running_cluster(cluster), args.follow, args.lines, args.names)
         elif args.command == "shell":
             cmd_shell(cluster, args)
         elif args.command == "env":

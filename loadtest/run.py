@@ -246,11 +246,27 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_locust(cmd: list[str], out_dir: Path, deadline: float, env: dict[str, str]) -> int:
-    """Run locust to completion (or kill it at the deadline), printing a line every 15 s.
+def live_line(row: dict, elapsed: float, run_time: int) -> str:
+    """One line of live stats from locust's latest history row (percentiles since start)."""
+    requests, failures = int(row["Total Request Count"]), int(row["Total Failure Count"])
+    share = 100.0 * failures / requests if requests else 0.0
+    left = max(run_time - elapsed, 0)
+    return (
+        f"  {elapsed:5.0f} s  users {row['User Count']:>6}  req/s {_float(row['Requests/s']):7.1f}"
+        f"  p50 {row['50%']:>5} ms  p95 {row['95%']:>5} ms"
+        f"  failures {failures} ({share:.2f}%)  {left:.0f} s left"
+    )
+
+
+def run_locust(
+    cmd: list[str], out_dir: Path, deadline: float, env: dict[str, str], run_time: int
+) -> int:
+    """Run locust to completion (or kill it at the deadline), showing its live stats: on a
+    terminal one line redrawn every 2 s, otherwise (CI, a log) a line every 15 s.
     Ctrl-C or SIGTERM stops locust, which still writes its reports."""
     signal.signal(signal.SIGTERM, _interrupt)
     log_path = out_dir / "locust.log"
+    tty = sys.stdout.isatty()
     started = time.monotonic()
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -259,27 +275,25 @@ def run_locust(cmd: list[str], out_dir: Path, deadline: float, env: dict[str, st
         try:
             while True:
                 try:
-                    return process.wait(timeout=15)
+                    return process.wait(timeout=2 if tty else 15)
                 except subprocess.TimeoutExpired:
                     pass
                 elapsed = time.monotonic() - started
                 if time.monotonic() > deadline:
-                    print(f"  locust still running after {elapsed:.0f} s: killing it")
+                    print(f"\n  locust still running after {elapsed:.0f} s: killing it")
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
                     return -9
                 row = last_history_line(out_dir / f"{CSV_PREFIX}_stats_history.csv")
                 if row:
-                    print(
-                        f"  {elapsed:5.0f} s  users {row['User Count']:>6}"
-                        f"  requests {row['Total Request Count']:>8}"
-                        f"  failures {row['Total Failure Count']:>5}"
-                        f"  req/s {float(row['Requests/s']):7.1f}",
-                        flush=True,
-                    )
+                    line = live_line(row, elapsed, run_time)
+                    print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", flush=True)
         except KeyboardInterrupt:
             os.killpg(process.pid, signal.SIGINT)  # locust stops and still writes its reports
             return process.wait()
+        finally:
+            if tty:
+                print(flush=True)
 
 
 # -- reading locust's files -----------------------------------------------------------------
@@ -532,7 +546,7 @@ def run_scenario(args: argparse.Namespace) -> int:
         monitor = ConnectionMonitor(parts.port or 80)
         monitor.start()
     deadline = time.monotonic() + profile.run_time + STOP_TIMEOUT + GRACE_SECONDS
-    code = run_locust(cmd, out_dir, deadline, env)
+    code = run_locust(cmd, out_dir, deadline, env, profile.run_time)
     if monitor:
         monitor.stop()
 

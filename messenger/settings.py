@@ -138,6 +138,8 @@ def _database(url: str) -> dict:
     config = env.db_url_config(url)
     config.update(
         {
+            # Django's backend, naming host and port when a connect fails.
+            "ENGINE": "messenger.postgresql",
             # PgBouncer in transaction mode: no server-side cursors, no session state,
             # no named prepared statements (Django's psycopg backend disables those by default).
             "DISABLE_SERVER_SIDE_CURSORS": True,

@@ -245,6 +245,23 @@ def test_logs_prints_the_tail_of_every_log(settings):
         assert f"{inst.name}.log <==" in out
 
 
+def test_ps_stats_and_logs_from_another_checkout_find_the_cluster_serving_its_ports(
+    settings, tmp_path
+):
+    # Another checkout: its own (empty) CLUSTER_DIR, the same ports as the running cluster.
+    env = {**os.environ, "CLUSTER_DIR": str(tmp_path / "cluster")}
+    where = f"started from {settings.cluster_dir}"
+    ps = run_launcher("ps", env=env)
+    assert where in ps.stderr and f"CLUSTER_DIR={settings.cluster_dir}" in ps.stderr
+    for inst in launcher.instances(settings):
+        [line] = [ln for ln in ps.stdout.splitlines() if f" {inst.name} " in ln]
+        assert " up" in line, line
+    stats = run_launcher("stats", "--interval", "0.2", env=env)
+    assert where in stats.stderr and "cluster is down" not in stats.stdout
+    logs = run_launcher("logs", "-n", "1", env=env)
+    assert f"{settings.cluster_dir}/log/control-db.log <==" in logs.stdout
+
+
 def test_env_prints_the_resolved_settings(settings):
     out = run_launcher("env").stdout
     assert f"SHARDING_COUNT={settings.shards}" in out

@@ -239,3 +239,15 @@ def test_make_loadtest_smoke_passes_against_the_real_server(api_server, shards_d
     assert summary["total"]["failures"] == 0
     assert summary["consistency_violations"] == 0
     assert "RESULT: PASS (smoke)" in result.stdout
+
+
+def test_the_live_line_shows_rate_percentiles_failures_and_time_left():
+    from loadtest.run import live_line
+
+    row = {
+        "User Count": "10", "Requests/s": "11.25", "50%": "4", "95%": "12",
+        "Total Request Count": "400", "Total Failure Count": "2",
+    }  # fmt: skip
+    line = live_line(row, elapsed=18.2, run_time=30)
+    assert "req/s    11.2" in line and "p50     4 ms" in line and "p95    12 ms" in line
+    assert "failures 2 (0.50%)" in line and line.endswith("12 s left")

@@ -1,6 +1,7 @@
 """`seed_users` loads users exactly as the API would have stored them."""
 
 import io
+import re
 
 import pytest
 from django.core.management import call_command
@@ -79,3 +80,24 @@ def test_seed_spreads_created_at_so_lists_are_realistic(shards_db):
     ]
     assert max(span for span, _, _ in spans) > 20 * 86_400
     assert sum(distinct for _, distinct, _ in spans) == sum(n for _, _, n in spans)
+
+
+def test_seed_reports_progress_with_rate_and_eta_in_plain_lines_without_a_terminal(shards_db):
+    err = io.StringIO()
+    call_command(
+        "seed_users", count=COUNT, batch=250, progress_every=0, stdout=io.StringIO(), stderr=err
+    )
+    lines = err.getvalue().splitlines()
+    progress = re.compile(
+        r"seeding: ([\d,]+) of 2,000 users \(\d+\.\d%\), [\d,]+ users per second, ETA \d\d:\d\d"
+    )
+    # progress_every=0: a line each time a shard commits its part of a batch.
+    assert len(lines) == COUNT // 250 * len(all_shards())
+    done = [int(progress.fullmatch(line)[1].replace(",", "")) for line in lines]
+    assert done == sorted(done) and done[-1] == COUNT
+
+
+def test_seed_without_progress_prints_no_progress_lines(shards_db):
+    err = io.StringIO()
+    call_command("seed_users", count=100, no_progress=True, stdout=io.StringIO(), stderr=err)
+    assert err.getvalue() == ""

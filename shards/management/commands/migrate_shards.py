@@ -1,12 +1,18 @@
 """Migrate `default` and every shard primary, in parallel, one line per database.
 
-Re-running after a failure is safe (each database records what it applied). A target
+Each database's line is printed as soon as it is done. While some still run, a terminal
+shows one redrawn line naming the migration each is on; a log gets a plain line per running
+database every `--progress-every` seconds. Re-running after a failure is safe (each database
+records what it applied). A target
 (`migrate_shards users 0001`) migrates forwards or backwards to it on every shard.
 `--check` applies nothing: it lists what each database has applied and fails when any
 database has pending migrations or differs from the others (drift)."""
 
 import io
-from concurrent.futures import ThreadPoolExecutor
+import re
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from django.apps import apps
 from django.core.management import call_command
@@ -14,11 +20,33 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, router
 from django.db.migrations.executor import MigrationExecutor
 
+from messenger.commands import error_line
 from shards.topology import all_shards
+
+# What Django's migrate prints as it starts a step: "  Applying users.0005_slot_columns..."
+_STEP = re.compile(r"(Applying|Unapplying) (\S+?)\.\.\.")
 
 
 def _app_allowed(alias: str, app_label: str) -> bool:
     return bool(router.allow_migrate(alias, app_label))
+
+
+class _Output(io.StringIO):
+    """One database's `migrate` output, and the step it is on now."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step = "checking migrations"
+        self.since = time.monotonic()
+
+    def write(self, text: str) -> int:
+        if match := _STEP.search(text):
+            self.step = f"{match[1].lower()} {match[2]}"
+            self.since = time.monotonic()
+        return super().write(text)
+
+    def status(self) -> str:
+        return f"{self.step} ({time.monotonic() - self.since:.0f} s)"
 
 
 class Command(BaseCommand):
@@ -34,6 +62,13 @@ class Command(BaseCommand):
             metavar="APP",
             help="Roll APP back by one migration (to the parent of its latest) everywhere.",
         )
+        parser.add_argument(
+            "--progress-every",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="Without a terminal: a line per still-running database this often.",
+        )
 
     def _aliases(self, shard: int | None, app_label: str | None) -> list[str]:
         if shard is not None:
@@ -46,15 +81,22 @@ class Command(BaseCommand):
             aliases = [a for a in aliases if _app_allowed(a, app_label)]
         return aliases
 
-    def _migrate(self, alias: str, app_label: str | None, target: str | None) -> tuple[bool, str]:
+    def _migrate(
+        self, alias: str, app_label: str | None, target: str | None, out: _Output
+    ) -> tuple[bool, str]:
         args = [a for a in (app_label, target) if a]
-        out = io.StringIO()
         try:
             call_command(
-                "migrate", *args, database=alias, interactive=False, verbosity=1, stdout=out
+                "migrate",
+                *args,
+                database=alias,
+                interactive=False,
+                verbosity=1,
+                no_color=True,  # its lines are parsed below
+                stdout=out,
             )
         except Exception as exc:  # one failing shard must not stop the others
-            return False, f"FAILED: {type(exc).__name__}: {exc}"
+            return False, f"FAILED: {error_line(exc)}"
         finally:
             connections[alias].close()
         changes = []
@@ -115,22 +157,63 @@ class Command(BaseCommand):
         aliases = self._aliases(shard, app_label)
         if check:
             return self._check(aliases)
-        with ThreadPoolExecutor(max_workers=len(aliases)) as pool:
-            results = dict(
-                zip(
-                    aliases,
-                    pool.map(lambda a: self._migrate(a, app_label, migration_name), aliases),
-                    strict=True,
-                )
-            )
-        for alias in aliases:
-            ok, message = results[alias]
-            if kw.get("verbosity", 1) > 0 or not ok:
-                style = self.style.SUCCESS if ok else self.style.ERROR
-                self.stdout.write(style(f"{alias:>10}: {message}"))
-        failed = [alias for alias, (ok, _) in results.items() if not ok]
+        failed = self._migrate_all(
+            aliases, app_label, migration_name, kw.get("verbosity", 1), kw["progress_every"]
+        )
         if failed:
             raise CommandError(f"migrations failed on: {', '.join(failed)}")
+
+    def _migrate_all(
+        self,
+        aliases: list[str],
+        app_label: str | None,
+        target: str | None,
+        verbosity: int,
+        every: float,
+    ) -> list[str]:
+        """Migrate in parallel; print each database's line as it finishes. Returns the
+        databases that failed."""
+        outputs = {alias: _Output() for alias in aliases}
+        tty = self.stdout.isatty()
+        started = last_status = time.monotonic()
+        failed, changed = [], 0
+        with ThreadPoolExecutor(max_workers=len(aliases)) as pool:
+            running = {
+                pool.submit(self._migrate, alias, app_label, target, outputs[alias]): alias
+                for alias in aliases
+            }
+            while running:
+                done, _ = wait(running, timeout=0.5 if tty else every, return_when=FIRST_COMPLETED)
+                for future in done:
+                    alias = running.pop(future)
+                    ok, message = future.result()
+                    if not ok:
+                        failed.append(alias)
+                    elif message != "up to date":
+                        changed += 1
+                    if verbosity > 0 or not ok:
+                        style = self.style.SUCCESS if ok else self.style.ERROR
+                        # Over the status line, which is redrawn below it.
+                        clear = "\r\x1b[K" if tty else ""
+                        self.stdout.write(clear + style(f"{alias:>10}: {message}"))
+                if not running or verbosity == 0:
+                    continue
+                if tty:
+                    names = sorted(running.values())
+                    status = " · ".join(f"{a} {outputs[a].status()}" for a in names)
+                    width = shutil.get_terminal_size().columns - 1
+                    self.stdout.write(f"\r\x1b[K{status[:width]}", ending="")
+                    self.stdout.flush()
+                elif time.monotonic() - last_status >= every:
+                    last_status = time.monotonic()
+                    for alias in sorted(running.values()):
+                        self.stdout.write(f"{alias:>10}: still {outputs[alias].status()}")
+        if verbosity > 0:
+            self.stdout.write(
+                f"done in {time.monotonic() - started:.1f} s: {changed} changed, "
+                f"{len(aliases) - changed - len(failed)} up to date, {len(failed)} failed"
+            )
+        return failed
 
     def _check(self, aliases: list[str]) -> None:
         problems = []
@@ -140,9 +223,7 @@ class Command(BaseCommand):
                 applied, pending = self._state(alias)
             except Exception as exc:
                 problems.append(alias)
-                self.stdout.write(
-                    self.style.ERROR(f"{alias:>10}: unreachable ({type(exc).__name__})")
-                )
+                self.stdout.write(self.style.ERROR(f"{alias:>10}: unreachable ({error_line(exc)})"))
                 continue
             names = sorted(f"{a}.{n}" for a, n in applied)
             line = f"{alias:>10}: {len(names)} applied"

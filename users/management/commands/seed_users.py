@@ -22,13 +22,16 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
 
+from messenger.commands import error_line
 from shards import slot_map
 from shards.health import conninfo
 from shards.routing import slot_for_key
@@ -140,41 +143,50 @@ class ShardLoader(threading.Thread):
 
 
 class Progress:
-    """Committed rows, shown as one updating line on stderr."""
+    """Committed users, with rate and ETA: a tqdm bar on a terminal (the style of
+    `manage.py reshard`), a plain line every `every` seconds otherwise, which is what a log
+    keeps."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(
+        self, total: int, write: Callable[[str], None], enabled: bool, every: float
+    ) -> None:
         self.total = total
         self.done = 0
-        self.enabled = enabled
         self.started = time.monotonic()
+        self._write = write
+        self._every = every
         self._lock = threading.Lock()
-        self._last_line = 0.0
+        self._last_line = self.started
+        tty = sys.stderr.isatty()
+        self._plain = enabled and not tty
+        self._bar = tqdm(
+            total=total, unit=" users", unit_scale=True, desc="seeding", file=sys.stderr,
+            disable=not (enabled and tty), mininterval=0.5, smoothing=0.1,
+        )  # fmt: skip
 
     def add(self, rows: int) -> None:
         with self._lock:
             self.done += rows
-        self.show()
+            self._bar.update(rows)
+            now = time.monotonic()
+            if self._plain and now - self._last_line >= self._every:
+                self._last_line = now
+                self._write(self.line())
 
     def rate(self) -> float:
         return self.done / max(time.monotonic() - self.started, 1e-9)
 
-    def show(self, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        tty = sys.stderr.isatty()
-        now = time.monotonic()
-        # A terminal gets a redrawn line; a log gets a line every few seconds.
-        if not final and now - self._last_line < (0.2 if tty else 5.0):
-            return
-        self._last_line = now
+    def line(self) -> str:
+        rate = self.rate()
+        eta = tqdm.format_interval((self.total - self.done) / rate) if rate else "?"
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        line = (
-            f"seeded {self.done:,}/{self.total:,} users ({pct:5.1f}%)  {self.rate():,.0f} users/s"
+        return (
+            f"seeding: {self.done:,} of {self.total:,} users ({pct:.1f}%), "
+            f"{rate:,.0f} users per second, ETA {eta}"
         )
-        sys.stderr.write(("\r" + line) if tty else (line + "\n"))
-        if final and tty:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+
+    def close(self) -> None:
+        self._bar.close()
 
 
 def _autocommit(alias: str) -> psycopg.Connection:
@@ -220,6 +232,13 @@ class Command(BaseCommand):
             "--replica-timeout", type=float, default=600.0, help="Seconds to wait for replicas."
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress line.")
+        parser.add_argument(
+            "--progress-every",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="Without a terminal: a progress line (rate, ETA) this often.",
+        )
 
     def handle(self, *args, **options) -> None:
         count, batch_size, prefix = options["count"], options["batch"], options["prefix"]
@@ -228,8 +247,15 @@ class Command(BaseCommand):
         if not PREFIX_RE.match(prefix):
             raise CommandError("--prefix: lower-case letters, digits, '.', '_' or '-'")
         shards = list(all_shards())
-        owners = slot_map.current().owners
-        progress = Progress(count, enabled=not options["no_progress"] and options["verbosity"] > 0)
+        # Read now, not the fallback a request would route by: rows seeded by a guessed map
+        # would sit on shards that do not own them.
+        owners = slot_map.load().owners
+        progress = Progress(
+            count,
+            write=self.stderr.write,
+            enabled=not options["no_progress"] and options["verbosity"] > 0,
+            every=options["progress_every"],
+        )
         loaders = [ShardLoader(shard, progress) for shard in shards]
         for loader in loaders:
             loader.start()
@@ -248,10 +274,10 @@ class Command(BaseCommand):
                 loader.batches.put(None)
             for loader in loaders:
                 loader.join()
-        errors = [f"{ld.shard.name}: {ld.error}" for ld in loaders if ld.error]
+            progress.close()
+        errors = [f"{ld.shard.name}: {error_line(ld.error)}" for ld in loaders if ld.error]
         if errors:
             raise CommandError("seeding failed (committed batches stay): " + "; ".join(errors))
-        progress.show(final=True)
         elapsed = time.monotonic() - progress.started
         self.stdout.write(
             f"seeded {progress.done:,} users in {elapsed:.1f} s ({progress.rate():,.0f} users/s)"
