@@ -38,7 +38,8 @@ ERROR_CODES = {
     "internal_error": "500: a bug; the log has its traceback.",
     "shard_unavailable": "503: a shard did not answer; nothing was written.",
     "write_outcome_unknown": "503: a shard failed while committing; retrying is safe.",
-    "server_busy": "503: this server's connections to a shard are all in use; retry shortly.",
+    "server_busy": "503: this server is at capacity (requests waiting for their turn, or"
+    " every connection to a shard in use); retry shortly.",
     "auth_unavailable": "503: API keys cannot be checked: the control database did not"
     " answer; retry shortly.",
     "slot_moving": "503: the user's data is being moved to another shard for longer than"

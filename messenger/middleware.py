@@ -1,5 +1,6 @@
 """Middleware of the messenger project."""
 
+import threading
 from collections.abc import Callable
 
 from django.conf import settings
@@ -89,3 +90,32 @@ class ConsistencyTokenMiddleware:
             )
         with positions_of_request(positions):
             return self.get_response(request)
+
+
+class ConcurrencyLimitMiddleware:
+    """At most MAX_CONCURRENT_REQUESTS requests of this worker run at once; the others wait
+    for their turn here, up to REQUEST_QUEUE_TIMEOUT, then get 503 `server_busy`.
+
+    A gevent worker takes thousands of connections and would run all their requests at once.
+    Past what its CPU and its pools serve, they only slow each other down: each database
+    call waits for a pooled connection and for its turn on the loop, runs out of
+    DB_TIMEOUT, and healthy shards answer 503 `shard_unavailable` (measured: thousands of
+    them in 10 s at 2,000 connections). Waiting before the first database call keeps those
+    limits about the databases. Health endpoints never wait: probes must see the worker."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        # Built in the worker, after gevent patched threading: a gevent semaphore there.
+        self.slots = threading.BoundedSemaphore(settings.MAX_CONCURRENT_REQUESTS)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith("/health"):
+            return self.get_response(request)
+        if not self.slots.acquire(timeout=settings.REQUEST_QUEUE_TIMEOUT):
+            response = error_response(503, "server busy: retry shortly", "server_busy")
+            response["Retry-After"] = "1"
+            return response
+        try:
+            return self.get_response(request)
+        finally:
+            self.slots.release()

@@ -51,6 +51,8 @@ MIDDLEWARE = [
     "messenger.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads the body or a database: a request waits here for its turn.
+    "messenger.middleware.ConcurrencyLimitMiddleware",
     "messenger.middleware.BodySizeLimitMiddleware",
     "messenger.body_timeout.BodyReadTimeoutMiddleware",
     "messenger.middleware.ConsistencyTokenMiddleware",
@@ -113,6 +115,10 @@ PRIMARY_BASE_PORT = env.int("PRIMARY_BASE_PORT", default=5440)
 # its connection discarded, and its shard answers 503: an unreachable shard costs its own
 # requests DB_TIMEOUT once, then nothing (known down) until a probe sees it back.
 DB_TIMEOUT = env.float("DB_TIMEOUT", default=2.0)
+# Requests of one worker running at once (messenger.middleware.ConcurrencyLimitMiddleware),
+# and how long one waits for its turn before 503 server_busy.
+MAX_CONCURRENT_REQUESTS = env.int("MAX_CONCURRENT_REQUESTS", default=64)
+REQUEST_QUEUE_TIMEOUT = env.float("REQUEST_QUEUE_TIMEOUT", default=10.0)
 # The part of it a replica read may take before the read goes to the primary instead.
 DB_REPLICA_TIMEOUT = env.float("DB_REPLICA_TIMEOUT", default=0.8)
 # A health probe that gets no answer within this many seconds marks its database down.

@@ -84,21 +84,25 @@ def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
         raise KnownDown(f"{alias} is down")
     try:
         with time_limit(alias, remaining(deadline)), pinned(alias):
-            return fn(alias)
+            result = fn(alias)
+        monitor.answered(alias)
+        return result
     except CONNECTION_ERRORS as exc:
         _after_failure(alias, exc)
         _close(alias)
         monitor.reset_pool(alias)
         if remaining(deadline) <= 0 or not monitor.probe(alias):
-            monitor.report_down(alias)
+            monitor.report_down(alias, exc)
             raise
     try:
         with time_limit(alias, remaining(deadline)), pinned(alias):
-            return fn(alias)
+            result = fn(alias)
+        monitor.answered(alias)
+        return result
     except CONNECTION_ERRORS as exc:
         _after_failure(alias, exc)
         _close(alias)
-        monitor.report_down(alias)
+        monitor.report_down(alias, exc)
         raise
 
 

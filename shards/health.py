@@ -27,6 +27,7 @@ import psycopg
 from django.conf import settings
 from django.db import connections
 
+from shards import loop_lag
 from shards.consistency import lsn_to_int
 from shards.scatter import gevent_patched, scatter
 from shards.topology import Shard, all_shards, shard_for_alias
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 _PRIMARY_SQL = "SELECT pg_current_wal_lsn()::text"
 _REPLICA_SQL = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text"
 _REPLAY_SQL = "SELECT pg_last_wal_replay_lsn()::text"
+# A probe's own limit (_time_limit) or libpq's connect_timeout: the failures a starved
+# worker can cause by itself.
+_TIMEOUTS = (TimeoutError, psycopg.errors.ConnectionTimeout)
 # Primary positions remembered per shard: enough for lags well past any sane REPLICA_MAX_LAG.
 _HISTORY = 600
 
@@ -73,6 +77,13 @@ def replay_position(cursor) -> int:
     cursor.execute(_REPLAY_SQL)
     (lsn,) = cursor.fetchone()
     return lsn_to_int(lsn) if lsn else 0
+
+
+def _describe(reason: object) -> str:
+    if isinstance(reason, BaseException):
+        detail = str(reason).strip().splitlines()
+        return type(reason).__name__ + (f" ({detail[0]})" if detail else "")
+    return str(reason or "no answer")
 
 
 def conninfo(alias: str) -> dict:
@@ -122,6 +133,8 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._background = False
         self._last_refresh = 0.0
+        # When a call on each database last got its answer (a passive check beside probes).
+        self._answered: dict[str, float] = {}
         # Aliases a request saw time out, with the probe that will settle them.
         self._suspects: dict[str, object] = {}
 
@@ -132,19 +145,19 @@ class HealthMonitor:
         try:
             with _time_limit(limit):
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(**conninfo(alias))
+                    conn = psycopg.connect(**{**conninfo(alias), "autocommit": True})
                     self._connections[alias] = conn
-                with conn.transaction():
-                    conn.execute(f"SET LOCAL statement_timeout = {max(1, int(limit * 1000))}")
-                    row = conn.execute(sql).fetchone()
-            return row
+                # One statement, one round trip: on a busy worker every round trip waits
+                # for a turn of the loop, and a probe of four would time out four times
+                # as easily. The statement reads two functions: nothing to bound server-side.
+                return conn.execute(sql).fetchone()
         except Exception:
             self._connections.pop(alias, None)
             if conn is not None:
                 conn.close()
             raise
 
-    def _mark(self, alias: str, up: bool) -> None:
+    def _mark(self, alias: str, up: bool, reason: object = None) -> None:
         with self._lock:
             was_down = alias in self._down
             if up:
@@ -155,7 +168,7 @@ class HealthMonitor:
             logger.warning("%s is back up", alias)
             reset_pool(alias)
         elif not up and not was_down:
-            logger.warning("%s is down", alias)
+            logger.warning("%s is down: %s", alias, _describe(reason))
 
     def _both(self, shard: Shard) -> tuple[tuple | Exception, tuple | Exception]:
         """The primary's and the replica's probe answers (or errors), queried at once under
@@ -177,19 +190,49 @@ class HealthMonitor:
             return primary, replica
         return one(*queries[0]), one(*queries[1])
 
+    def answered(self, alias: str) -> None:
+        """A call on this database just got its answer (shards.access, after each call)."""
+        self._answered[alias] = time.monotonic()
+
+    def _no_verdict(self, since: float, failures: dict[str, object]) -> bool:
+        """Whether probes begun at `since` that failed (`failures`: alias -> error) say
+        nothing against their databases: they timed out, and meanwhile either another call
+        on the same database got its answer (busy, not down: the probe queued behind the
+        traffic in PgBouncer) or this worker's loop ran late (shards.loop_lag: the answer
+        may have waited for its turn). A refusal, or any other error from the server, is a
+        verdict, however busy the worker."""
+        errors = {alias: e for alias, e in failures.items() if isinstance(e, Exception)}
+        if not errors or not all(isinstance(e, _TIMEOUTS) for e in errors.values()):
+            return False
+        if all(self._answered.get(alias, -1.0) >= since for alias in errors):
+            logger.info("a probe timed out on a database that answers calls: no verdict")
+            return True
+        # A probe makes a few round trips (one on its open connection, three or four to
+        # open one), each a turn of the loop: one turn late by an eighth of the limit
+        # already makes the limit tight.
+        if loop_lag.lagged_since(since, settings.DB_PROBE_TIMEOUT / 8):
+            logger.info("a probe timed out while this worker's loop ran late: no verdict")
+            return True
+        return False
+
     def _probe(self, shard: Shard) -> ShardHealth:
         state = ShardHealth(shard_id=shard.id, checked_at=time.monotonic())
         primary, replica = self._both(shard)
+        previous = self._states.get(shard.id)
+        failures = {shard.primary_alias: primary, shard.replica_alias: replica}
+        if previous is not None and self._no_verdict(state.checked_at, failures):
+            return previous
         if not isinstance(primary, Exception):
             state = replace(state, primary_ok=True, primary_lsn=lsn_to_int(primary[0]))
-        self._mark(shard.primary_alias, state.primary_ok)  # _mark logs a change of state
+        # _mark logs a change of state
+        self._mark(shard.primary_alias, state.primary_ok, primary)
         if isinstance(replica, Exception):
-            self._mark(shard.replica_alias, False)
+            self._mark(shard.replica_alias, False, replica)
             return state
         in_recovery, replay_lsn = replica
         if not in_recovery or replay_lsn is None:
             logger.error("%s replica is not a streaming standby: not used", shard.name)
-            self._mark(shard.replica_alias, False)
+            self._mark(shard.replica_alias, False, "not a streaming standby")
             return state
         self._mark(shard.replica_alias, True)
         replay = lsn_to_int(replay_lsn)
@@ -230,13 +273,20 @@ class HealthMonitor:
         return alias not in self._down
 
     def probe(self, alias: str) -> bool:
-        """Whether the database answers a fresh connection right now (bounded in time)."""
+        """Whether the database answers a fresh connection right now (bounded in time). A
+        probe that failed only because this worker's loop was starved counts as an answer:
+        nothing says the database is down."""
+        started = time.monotonic()
         try:
             limit = settings.DB_PROBE_TIMEOUT
-            with _time_limit(limit), psycopg.connect(**conninfo(alias)) as conn:
+            params = {**conninfo(alias), "autocommit": True}
+            with _time_limit(limit), psycopg.connect(**params) as conn:
                 conn.execute("SELECT 1")
             return True
-        except Exception:
+        except Exception as exc:
+            if self._no_verdict(started, {alias: exc}):
+                return True
+            logger.info("%s: probe failed: %s", alias, _describe(exc))
             return False
 
     def suspect(self, alias: str) -> None:
@@ -257,7 +307,7 @@ class HealthMonitor:
     def _settle(self, alias: str) -> None:
         try:
             if not self.probe(alias):
-                self.report_down(alias)
+                self.report_down(alias, "no answer to a probe after a call timed out")
         finally:
             with self._lock:
                 self._suspects.pop(alias, None)
@@ -266,11 +316,11 @@ class HealthMonitor:
         """Up and not under suspicion: a pool waiting on it is saturated, not stuck."""
         return alias not in self._down and alias not in self._suspects
 
-    def report_down(self, alias: str) -> None:
+    def report_down(self, alias: str, reason: object = "a request's call failed") -> None:
         """A request saw this database fail: stop using it until a probe says otherwise,
         so other requests don't wait on it too."""
         shard_id = shard_for_alias(alias).id
-        self._mark(alias, False)
+        self._mark(alias, False, reason)
         with self._lock:
             state = self._states.get(shard_id) or ShardHealth(shard_id=shard_id)
             if alias.endswith("_replica"):
@@ -285,6 +335,7 @@ class HealthMonitor:
         import gevent
 
         self._background = True
+        loop_lag.start()
 
         def loop() -> None:
             while True:
