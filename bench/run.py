@@ -1,4 +1,5 @@
-"""Benchmark our API against a bare-Django ceiling and stock DRF; write docs/BENCHMARKS.md.
+"""Benchmark our API against a bare-Django ceiling, stock DRF and a FastAPI + asyncpg
+reference; write docs/BENCHMARKS.md.
 
     .venv/bin/python bench/run.py            # `make bench`: the main table (a few minutes)
     .venv/bin/python bench/run.py --scale    # `make bench-scale`: seed to 1M users, measure
@@ -10,6 +11,9 @@ the shards into files the wrk Lua scripts read, and runs wrk against every targe
 fixed concurrency, then again at 256 and 2,000 connections to count errors. Every target
 also runs with a single connection: that latency is the cost of one request, free of
 queueing. Users created by the POST targets (emails `bench-...`) are deleted afterwards.
+Beside it, on the next ports: the same server with API_AUTH=required, and the FastAPI +
+asyncpg reference (bench/fastapi_ref.py, uvicorn, as many workers) on its own table, seeded
+to as many users as the shards hold; every operation is rendered as ours / each reference.
 
 The scale run measures GET by id, the first list page, cursor pages at depth 1 and 1,000,
 and stats at the current size (when small), seeds up to --scale-users, and measures again;
