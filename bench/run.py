@@ -396,7 +396,7 @@ def combine(runs: list[dict]) -> dict:
 
 # --- the targets --------------------------------------------------------------------------------
 def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
-    return [
+    targets = [
         {
             "key": "get_ceiling",
             "label": "GET by id: ceiling (bare Django view, same SELECT, replica)",
@@ -430,7 +430,7 @@ def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
             "key": "get_fastapi",
             "label": "GET by id: FastAPI + asyncpg (one table)",
             "script": "get_ids.lua",
-            "env": {"BENCH_IDS": str(ids["fastapi"]), "BENCH_PREFIX": "/users/"},
+            "env": {"BENCH_IDS": str(ids.get("fastapi")), "BENCH_PREFIX": "/users/"},
             "server": "fastapi",
         },
         {
@@ -496,6 +496,8 @@ def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
             "path": "/api/v1/shards/stats",
         },
     ]
+    # The reference's targets need its ids (and its server): the main run's, not profile.py's.
+    return [t for t in targets if t.get("server") != "fastapi" or "fastapi" in ids]
 
 
 def _server_of(server: Server | dict[str, Server], target: dict) -> Server:
