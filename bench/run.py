@@ -1028,7 +1028,14 @@ def render_scale(scale: dict, main: dict | None) -> list[str]:
 
 def write_doc() -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(render(load(OUT / "main.json"), load(OUT / "scale.json")))
+    scale = load(OUT / "scale.json")
+    text = render(load(OUT / "main.json"), scale)
+    # var/bench is not committed: without this checkout's own scale run, the document keeps
+    # the scale section it had rather than losing figures no run here can render again.
+    previous = DOC.read_text() if DOC.exists() else ""
+    if scale is None and "\n## Scale" in previous:
+        text = text.rstrip("\n") + "\n\n## Scale" + previous.split("\n## Scale", 1)[1]
+    DOC.write_text(text)
     print(f"wrote {DOC.relative_to(ROOT)}")
 
 
