@@ -1,9 +1,10 @@
-# Benchmarks (bench/run.py): included by the main Makefile. BENCH_PORT picks the server's port.
+# Benchmarks (bench/run.py): included by the main Makefile. BENCH_PORT picks the first of the
+# servers' three ports (ours, ours with API_AUTH=required, the FastAPI reference).
 BENCH := $(PY) bench/run.py
 
 .PHONY: bench bench-scale seed
 
-bench: venv ## Benchmark ours vs ceiling vs stock DRF, writes docs/BENCHMARKS.md
+bench: venv ## Benchmark ours vs bare Django, stock DRF and FastAPI+asyncpg; writes docs/BENCHMARKS.md
 	$(BENCH) $(BENCH_ARGS)
 
 bench-scale: venv ## Seed the dev database up to 1M users once, measure GET/list/cursor/stats

@@ -1,4 +1,5 @@
-"""Benchmark our API against a bare-Django ceiling and stock DRF; write docs/BENCHMARKS.md.
+"""Benchmark our API against a bare-Django ceiling, stock DRF and a FastAPI + asyncpg
+reference; write docs/BENCHMARKS.md.
 
     .venv/bin/python bench/run.py            # `make bench`: the main table (a few minutes)
     .venv/bin/python bench/run.py --scale    # `make bench-scale`: seed to 1M users, measure
@@ -10,6 +11,9 @@ the shards into files the wrk Lua scripts read, and runs wrk against every targe
 fixed concurrency, then again at 256 and 2,000 connections to count errors. Every target
 also runs with a single connection: that latency is the cost of one request, free of
 queueing. Users created by the POST targets (emails `bench-...`) are deleted afterwards.
+Beside it, on the next ports: the same server with API_AUTH=required, and the FastAPI +
+asyncpg reference (bench/fastapi_ref.py, uvicorn, as many workers) on its own table, seeded
+to as many users as the shards hold; every operation is rendered as ours / each reference.
 
 The scale run measures GET by id, the first list page, cursor pages at depth 1 and 1,000,
 and stats at the current size (when small), seeds up to --scale-users, and measures again;
@@ -48,10 +52,12 @@ import django  # noqa: E402 - after the settings module is chosen
 
 django.setup()
 
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from apikeys.keys import create_key  # noqa: E402
+from bench import fastapi_ref  # noqa: E402
 from shards.health import conninfo  # noqa: E402
 from shards.topology import all_shards  # noqa: E402
 
@@ -173,6 +179,8 @@ def wait_for_replicas(timeout: float = 120.0) -> None:
 class Server:
     """gunicorn with the product's config and bench.settings, in its own process group."""
 
+    name = "gunicorn"
+
     def __init__(
         self,
         port: int,
@@ -187,7 +195,10 @@ class Server:
         self.extra_env = env or {}
         self.root = root  # the checkout it serves (another commit's, for a side-by-side run)
         self.process: subprocess.Popen | None = None
-        self.log_path = OUT / f"gunicorn-{port}.log"
+        self.log_path = OUT / f"{self.name}-{port}.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"]
 
     def __enter__(self) -> "Server":
         if _port_open(self.port):
@@ -205,7 +216,7 @@ class Server:
         OUT.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "w")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "messenger/gunicorn.conf.py"],
+            self.command(),
             cwd=self.root,
             env=env,
             stdout=log,
@@ -258,6 +269,24 @@ class Server:
             except (OSError, IndexError, ValueError):
                 pass
         return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class FastApiServer(Server):
+    """The FastAPI + asyncpg reference (bench/fastapi_ref.py): uvicorn with uvloop and
+    httptools, `workers` worker processes, in its own process group like gunicorn."""
+
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "bench.fastapi_ref:app", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", str(self.workers or 2), "--loop", "uvloop",
+                "--http", "httptools", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+
+    def worker_pids(self) -> list[int]:
+        # uvicorn's workers are multiprocessing children; its resource tracker is not one.
+        assert self.process is not None
+        children = psutil.Process(self.process.pid).children()
+        return [c.pid for c in children if "resource_tracker" not in " ".join(c.cmdline())]
 
 
 def _port_open(port: int) -> bool:
@@ -367,7 +396,7 @@ def combine(runs: list[dict]) -> dict:
 
 # --- the targets --------------------------------------------------------------------------------
 def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
-    return [
+    targets = [
         {
             "key": "get_ceiling",
             "label": "GET by id: ceiling (bare Django view, same SELECT, replica)",
@@ -398,6 +427,13 @@ def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
             "server": "auth",
         },
         {
+            "key": "get_fastapi",
+            "label": "GET by id: FastAPI + asyncpg (one table)",
+            "script": "get_ids.lua",
+            "env": {"BENCH_IDS": str(ids.get("fastapi")), "BENCH_PREFIX": "/users/"},
+            "server": "fastapi",
+        },
+        {
             "key": "post_ours",
             "label": "POST /api/v1/users/ (ours)",
             "script": "post_users.lua",
@@ -408,6 +444,19 @@ def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
             "label": "POST: bare Django view, same two inserts",
             "script": "post_users.lua",
             "env": {"BENCH_PATH": "/bench/bare/users"},
+        },
+        {
+            "key": "post_stock",
+            "label": "POST: stock DRF ModelViewSet (one INSERT)",
+            "script": "post_users.lua",
+            "env": {"BENCH_PATH": "/bench/stock/users/"},
+        },
+        {
+            "key": "post_fastapi",
+            "label": "POST: FastAPI + asyncpg (one INSERT, unique lower(email))",
+            "script": "post_users.lua",
+            "env": {"BENCH_PATH": "/users/"},
+            "server": "fastapi",
         },
         {
             "key": "put_ours",
@@ -422,12 +471,33 @@ def main_targets(ids: dict[str, Path], api_key: str = "") -> list[dict]:
             "path": f"/api/v1/users/?limit={PAGE}",
         },
         {
+            "key": "list_ceiling",
+            "label": "list, first page: bare Django view (one shard's replica)",
+            "script": "fixed.lua",
+            "path": f"/bench/ceiling/users?limit={PAGE}",
+        },
+        {
+            "key": "list_stock",
+            "label": "list, first page: stock DRF CursorPagination (shard 0 primary)",
+            "script": "fixed.lua",
+            "path": "/bench/stock/users/",
+        },
+        {
+            "key": "list_fastapi",
+            "label": "list, first page: FastAPI + asyncpg (one table)",
+            "script": "fixed.lua",
+            "path": f"/users/?limit={PAGE}",
+            "server": "fastapi",
+        },
+        {
             "key": "stats_ours",
             "label": "GET /api/v1/shards/stats (ours)",
             "script": "fixed.lua",
             "path": "/api/v1/shards/stats",
         },
     ]
+    # The reference's targets need its ids (and its server): the main run's, not profile.py's.
+    return [t for t in targets if t.get("server") != "fastapi" or "fastapi" in ids]
 
 
 def _server_of(server: Server | dict[str, Server], target: dict) -> Server:
@@ -543,6 +613,8 @@ def versions() -> dict:
         found[name] = metadata.version(name)
     found["gevent"] = metadata.version("gevent")
     found["orjson"] = metadata.version("orjson")
+    for name in ("fastapi", "uvicorn", "uvloop", "httptools", "asyncpg"):
+        found[name] = metadata.version(name)
     found["libpq"] = str(psycopg.pq.version())
     with _connect(all_shards()[0].primary_alias) as conn:
         found["PostgreSQL"] = conn.execute("SHOW server_version").fetchone()[0]
@@ -566,19 +638,25 @@ def run_main(args: argparse.Namespace) -> dict:
         print(f"seeding {args.min_users - seeded:,} users (the run needs {args.min_users:,})")
         seed(args.min_users - seeded)
     ids = sample_ids(args.sample)
+    # The reference's own table holds as many seeded users as the shards together.
+    reference_rows, reference_ids = fastapi_ref.prepare(max(seeded, args.min_users), args.sample)
+    ids["fastapi"] = OUT / "ids_fastapi.txt"
+    ids["fastapi"].write_text("\n".join(reference_ids) + "\n")
     key_row, api_key = create_key("bench")  # for the auth-on target; revoked afterwards
     auth_env = {"API_AUTH": "required"}
     with (
         Server(args.port, settings=args.settings) as server,
         Server(args.port + 1, settings=args.settings, env=auth_env) as auth_server,
+        FastApiServer(args.port + 2, workers=server.worker_count()) as fastapi_server,
     ):
-        servers = {"main": server, "auth": auth_server}
+        servers = {"main": server, "auth": auth_server, "fastapi": fastapi_server}
         workers = server.worker_count()
         targets = main_targets(ids, api_key)
         if args.only:
             targets = [t for t in targets if t["key"] in args.only]
-        print(f"bench servers on :{args.port} and :{args.port + 1} (API_AUTH=required),"
-              f" {workers} workers each; warming up", flush=True)  # fmt: skip
+        print(f"bench servers on :{args.port}, :{args.port + 1} (API_AUTH=required) and"
+              f" :{args.port + 2} (FastAPI), {workers} workers each; warming up",
+              flush=True)  # fmt: skip
         for target in [t for t in targets if not t["key"].startswith(("post", "put"))]:
             wrk(_server_of(servers, target).port, target["script"], target.get("path", "/"),
                 connections=16, threads=args.threads, seconds=2, env=target.get("env"))  # fmt: skip
@@ -592,13 +670,14 @@ def run_main(args: argparse.Namespace) -> dict:
             print("errors at high concurrency", flush=True)
             concurrency = run_concurrency(server, loud, args)
     key_row.delete()
-    removed = delete_bench_users()
+    removed = delete_bench_users() + fastapi_ref.delete_users(EMAIL_PREFIX)
     wait_for_replicas()
     print(f"removed {removed:,} users created by the POST targets")
     return {
         **info,
         "started": started.isoformat(timespec="seconds"),
         "users": users,
+        "reference_rows": reference_rows,
         "workers": workers,
         "worker_connections": int(os.environ.get("WORKER_CONNECTIONS", "10000")),
         "params": {
@@ -824,6 +903,7 @@ def render_main(main: dict) -> list[str]:
             f"| {label} | {by_rps:.2f} | {by_cpu:.2f} | ≥ {target} | {_yes(by_rps >= target)}"
             f" | {_yes(by_cpu >= target)} |"
         )
+    lines += render_references(main)
     if main["concurrency"]:
         lines += [
             "",
@@ -847,6 +927,44 @@ def render_main(main: dict) -> list[str]:
                 f" | {_yes(row['errors'] == 0)} |"
             )
     lines.append("")
+    return lines
+
+
+# (operation, ours, FastAPI + asyncpg, stock DRF, bare Django): keys of main targets.
+OPERATIONS = [
+    ("GET by id", "get_ours", "get_fastapi", "get_stock", "get_ceiling"),
+    ("POST create (unique email)", "post_ours", "post_fastapi", "post_stock", "post_bare"),
+    (f"list, first page of {PAGE}", "list_ours", "list_fastapi", "list_stock", "list_ceiling"),
+]
+
+
+def render_references(main: dict) -> list[str]:
+    """Ours against the three single-database references, per operation (issue 14)."""
+    r = main["results"]
+    if not all(key in r for row in OPERATIONS for key in row[1:]):
+        return []
+    lines = [
+        "",
+        "### Ours against FastAPI + asyncpg, stock DRF and bare Django",
+        "",
+        "Each reference does the same job on one database, where ours spreads it over"
+        f" {len(all_shards())} shards: the FastAPI + asyncpg reference (`bench/fastapi_ref.py`:"
+        f" uvicorn with uvloop and httptools, {main['workers']} workers, an asyncpg pool through"
+        f" the shard-0 PgBouncer in transaction mode) on its own table of"
+        f" {main.get('reference_rows', 0):,} rows; stock DRF and the bare Django views on shard"
+        " 0's tables. Ratio above 1: ours is faster. First by req/s, then (in brackets) by"
+        " worker CPU per request, the inverse ratio of the CPU costs.",
+        "",
+        "| operation | ours / FastAPI+asyncpg | ours / stock DRF | ours / bare Django (ceiling) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, ours, *others in OPERATIONS:
+        cells = [
+            f"{_ratio(r[ours]['rps'], r[o]['rps']):.2f}"
+            f" ({_ratio(r[o].get('cpu_ms', 0), r[ours].get('cpu_ms', 0)):.2f})"
+            for o in others
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -910,7 +1028,14 @@ def render_scale(scale: dict, main: dict | None) -> list[str]:
 
 def write_doc() -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(render(load(OUT / "main.json"), load(OUT / "scale.json")))
+    scale = load(OUT / "scale.json")
+    text = render(load(OUT / "main.json"), scale)
+    # var/bench is not committed: without this checkout's own scale run, the document keeps
+    # the scale section it had rather than losing figures no run here can render again.
+    previous = DOC.read_text() if DOC.exists() else ""
+    if scale is None and "\n## Scale" in previous:
+        text = text.rstrip("\n") + "\n\n## Scale" + previous.split("\n## Scale", 1)[1]
+    DOC.write_text(text)
     print(f"wrote {DOC.relative_to(ROOT)}")
 
 

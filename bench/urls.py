@@ -11,6 +11,7 @@ stock_router.register("users", views.StockUserViewSet, basename="stock-user")
 
 urlpatterns = [
     path("bench/ceiling/users/<str:user_id>", views.ceiling_get_user, name="bench-ceiling-get"),
+    path("bench/ceiling/users", views.ceiling_list_users, name="bench-ceiling-list"),
     path("bench/bare/users", views.bare_create_user, name="bench-bare-create"),
     path("bench/stock/", include(stock_router.urls)),
     path("", include("messenger.urls")),

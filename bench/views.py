@@ -4,10 +4,14 @@
   primary-key SELECT as our GET through the same pooled PgBouncer connections (the replica
   alias of the id's shard) and answering with JsonResponse. Nothing else: no health view,
   no consistency token, no fallback. Our GET cannot be faster than this.
+- The bare list (`ceiling_list_users`): the first page of our list, newest first, from one
+  shard's replica (shard 0): one keyset SELECT of limit + 1 rows and the same `next` cursor,
+  where ours reads every shard and merges.
 - The STOCK baseline (`StockUserViewSet`): DRF as most people write it: a ModelViewSet with
   a ModelSerializer and DRF's default classes (JSON renderer, browsable API, session and
   basic authentication, default content negotiation), on one shard
-  (`User.objects.using("shard_0")`, its primary).
+  (`User.objects.using("shard_0")`, its primary), lists paged by DRF's CursorPagination;
+  a create is one INSERT (on the new id's shard, as the router places it).
 - The bare POST (`bare_create_user`): the same two inserts as our POST (the email claim on
   the email's shard, then the user row on the id's shard), each a single statement, with
   no validation framework and no consistency token.
@@ -21,11 +25,20 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from rest_framework import authentication, negotiation, parsers, permissions, renderers, viewsets
+from rest_framework import (
+    authentication,
+    negotiation,
+    pagination,
+    parsers,
+    permissions,
+    renderers,
+    viewsets,
+)
 from rest_framework import serializers as drf_serializers
 
-from shards.topology import shard_for_email, shard_for_user_id
+from shards.topology import all_shards, shard_for_email, shard_for_user_id
 from users.models import EmailLookup, User
+from users.pagination import Cursor
 
 USER_SELECT = "SELECT id, name, email, created_at, updated_at FROM users WHERE id = %s"
 
@@ -54,6 +67,32 @@ def ceiling_get_user(request: HttpRequest, user_id: str) -> JsonResponse:
             "updated_at": row[4],
         }
     )
+
+
+FIRST_PAGE_SQL = (
+    "SELECT id, name, email, created_at, updated_at FROM users"
+    " ORDER BY created_at DESC, id DESC LIMIT %s"
+)
+
+
+@require_GET
+def ceiling_list_users(request: HttpRequest) -> JsonResponse:
+    try:
+        limit = min(max(int(request.GET.get("limit", 20)), 1), 100)
+    except ValueError:
+        return JsonResponse({"detail": "limit must be a number"}, status=400)
+    with connections[all_shards()[0].replica_alias].cursor() as cursor:
+        cursor.execute(FIRST_PAGE_SQL, [limit + 1])
+        rows = cursor.fetchall()
+    next_url = None
+    if len(rows) > limit:
+        cursor_text = Cursor(rows[limit - 1][3], rows[limit - 1][0]).encode()
+        next_url = request.build_absolute_uri(f"/api/v1/users/?cursor={cursor_text}&limit={limit}")
+    results = [
+        {"id": str(r[0]), "name": r[1], "email": r[2], "created_at": r[3], "updated_at": r[4]}
+        for r in rows[:limit]
+    ]
+    return JsonResponse({"results": results, "next": next_url})
 
 
 def _claim_sql() -> str:
@@ -101,6 +140,19 @@ class StockUserSerializer(drf_serializers.ModelSerializer):
     class Meta:
         model = User
         fields = ["id", "name", "email", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def create(self, validated_data: dict) -> User:
+        # ModelSerializer.create asks the manager, which needs a shard (our router refuses a
+        # query without one): the new row's id routes its INSERT instead.
+        user = User(**validated_data)
+        user.save(force_insert=True)
+        return user
+
+
+class StockCursorPagination(pagination.CursorPagination):
+    page_size = 20
+    ordering = ("-created_at", "-id")
 
 
 class StockUserViewSet(viewsets.ModelViewSet):
@@ -117,3 +169,10 @@ class StockUserViewSet(viewsets.ModelViewSet):
     ]
     permission_classes = [permissions.AllowAny]
     content_negotiation_class = negotiation.DefaultContentNegotiation
+    pagination_class = StockCursorPagination
+
+    def perform_create(self, serializer: StockUserSerializer) -> None:
+        # The model has no defaults: the usual DRF way to fill server-side fields. No email
+        # claim: stock DRF knows none.
+        now = timezone.now()
+        serializer.save(id=uuid.uuid4(), created_at=now, updated_at=now)
