@@ -6,45 +6,45 @@ that is about 50 µs of a 750 µs GET (`bench/profile.py get_ours`), nearly all 
 asking about aliases the request never used. A request's connections are known as they
 open (`connection_created` is sent each time a pooled connection is lent), so at the end
 only those get Django's own `close_if_unusable_or_obsolete`, which with pooling hands them
-back. The cache backends configured here (local memory, dummy, Redis) have a no-op close().
+back (messenger.wsgi puts this in place of Django's handlers).
 
-The greenlets a request fans out to (shards.scatter) start with a copy of its context: they
-see the request's list, and each gives back the connections it opened itself (a Django
-connection belongs to the greenlet that opened it). Outside a request nothing is tracked,
-and `release_connections` falls back to Django's walk of every alias.
+The greenlets a request fans out to (shards.scatter) run in a copy of its context: they see
+the request's list, and each gives back the connections it opened itself (a Django
+connection belongs to the greenlet that opened it). Where `start_tracking` was not called (tests,
+management commands) nothing is tracked, and `release_connections` falls back to Django's
+walk of every alias.
 """
 
 from contextvars import ContextVar
 from threading import get_ident
 
-from django import db
-from django.core import signals
-from django.core.cache import close_caches
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
-# (greenlet or thread id, connection) of every connection opened during the request.
+# (greenlet or thread id, connection) of every connection opened and not yet handed back,
+# in the request's context; None until the first one opens there.
 _opened: ContextVar[list | None] = ContextVar("opened_connections", default=None)
+_tracking = False
 
 
 def _remember(sender: type, connection: BaseDatabaseWrapper, **kwargs) -> None:
+    if not _tracking:
+        return
     opened = _opened.get()
-    if opened is not None:
-        opened.append((get_ident(), connection))
-
-
-def track_connections(**kwargs) -> None:
-    """Start a request: from now on, connections opened are remembered."""
-    _opened.set([])
+    if opened is None:
+        opened = []
+        _opened.set(opened)
+    opened.append((get_ident(), connection))
 
 
 def release_connections(**kwargs) -> None:
     """Give back (or close, if unusable) the connections this greenlet opened."""
     opened = _opened.get()
     if opened is None:
-        for connection in connections.all(initialized_only=True):
-            connection.close_if_unusable_or_obsolete()
+        if not _tracking:
+            for connection in connections.all(initialized_only=True):
+                connection.close_if_unusable_or_obsolete()
         return
     me = get_ident()
     mine = [connection for owner, connection in opened if owner == me]
@@ -53,14 +53,11 @@ def release_connections(**kwargs) -> None:
         connection.close_if_unusable_or_obsolete()
 
 
-def install() -> None:
-    """Replace Django's per-request handlers with the ones above (gunicorn's workers)."""
-    signals.request_started.disconnect(db.reset_queries)
-    signals.request_started.disconnect(db.close_old_connections)
-    signals.request_finished.disconnect(db.close_old_connections)
-    signals.request_finished.disconnect(close_caches)
-    signals.request_started.connect(track_connections)
-    signals.request_finished.connect(release_connections)
+def start_tracking() -> None:
+    """Remember the connections each request opens from now on (gunicorn's workers, which
+    then call `release_connections` at `request_finished`: messenger.wsgi)."""
+    global _tracking
+    _tracking = True
 
 
 connection_created.connect(_remember)
