@@ -8,7 +8,8 @@ gunicorn config on a port of its own, next to the other build's server. Each rou
 every target against both servers, one after the other, in an order that alternates
 between rounds, so load from elsewhere on a shared machine falls on both alike. Printed per
 target: req/s and worker CPU per request of each build and the ratio (new / ref: above 1 is
-faster for req/s, below 1 is cheaper for CPU). Both servers read the dev database
+faster for req/s, below 1 is cheaper for CPU), and written to docs/BENCHMARKS.md as its
+last section. Both servers read the dev database
 (`make up migrate-up`); seeded users are added if too few, and the users the POST target
 creates are deleted afterwards.
 """
@@ -19,6 +20,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,6 +36,7 @@ from bench.run import (  # noqa: E402 - bench.run sets Django up first
     seed,
     seeded_users,
     wait_for_replicas,
+    write_side_by_side,
     wrk,
 )
 
@@ -135,9 +138,19 @@ def main() -> None:
             f" | {r['ref_cpu_ms']:.3f} | {r['new_cpu_ms']:.3f}"
             f" | {r['new_cpu_ms'] / r['ref_cpu_ms']:.2f} |"
         )
-    (OUT / "compare.json").write_text(
-        json.dumps({"ref": args.ref, "new": new_name, "rows": rows}, indent=2)
-    )
+    command = " ".join(["bench/compare_builds.py", *sys.argv[1:]])
+    result = {
+        "ref": args.ref,
+        "new": new_name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "rounds": args.rounds,
+        "duration": args.duration,
+        "connections": args.connections,
+        "rows": rows,
+    }
+    (OUT / "compare.json").write_text(json.dumps(result, indent=2))
+    write_side_by_side(result)
 
 
 if __name__ == "__main__":

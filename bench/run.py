@@ -1026,15 +1026,65 @@ def render_scale(scale: dict, main: dict | None) -> list[str]:
     return lines
 
 
+SIDE_BY_SIDE = "## This build against an earlier one"
+
+
+def render_side_by_side(compare: dict) -> list[str]:
+    """bench/compare_builds.py's last run: both builds served at once, interleaved rounds."""
+    lines = [
+        f"{SIDE_BY_SIDE} ({compare.get('date', 'undated')})",
+        "",
+        f"`{compare.get('command', 'bench/compare_builds.py')}`: the build at `{compare['ref']}`"
+        f" and {compare['new']} served at once from one virtualenv against the dev database,"
+        f" medians of {compare.get('rounds', '?')} interleaved rounds of"
+        f" {compare.get('duration', '?')} s at {compare.get('connections', '?')} connections."
+        " Below 1 in the CPU column: the newer build costs less.",
+        "",
+        "| operation | earlier req/s | this req/s | this / earlier | earlier CPU ms/req"
+        " | this CPU ms/req | this / earlier |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, r in compare["rows"].items():
+        lines.append(
+            f"| {key} | {r['ref_rps']:,.0f} | {r['new_rps']:,.0f}"
+            f" | {_ratio(r['new_rps'], r['ref_rps']):.2f} | {r['ref_cpu_ms']:.3f}"
+            f" | {r['new_cpu_ms']:.3f} | {_ratio(r['new_cpu_ms'], r['ref_cpu_ms']):.2f} |"
+        )
+    return lines + [""]
+
+
+def _section(text: str, heading: str) -> str | None:
+    """The section of `text` that starts with `heading`, up to the next `## ` heading."""
+    start = text.find("\n" + heading)
+    if start < 0:
+        return None
+    end = text.find("\n## ", start + 1)
+    return text[start + 1 : end if end >= 0 else len(text)].rstrip("\n") + "\n"
+
+
+def write_side_by_side(compare: dict) -> None:
+    """Replace the side-by-side section of BENCHMARKS.md, leaving the rest as it is."""
+    previous = DOC.read_text() if DOC.exists() else render(None, None)
+    kept = _section(previous, SIDE_BY_SIDE)
+    rest = previous.replace(kept, "") if kept else previous
+    DOC.write_text(rest.rstrip("\n") + "\n\n" + "\n".join(render_side_by_side(compare)))
+    print(f"wrote {DOC.relative_to(ROOT)}")
+
+
 def write_doc() -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
     scale = load(OUT / "scale.json")
-    text = render(load(OUT / "main.json"), scale)
-    # var/bench is not committed: without this checkout's own scale run, the document keeps
-    # the scale section it had rather than losing figures no run here can render again.
+    compare = load(OUT / "compare.json")
+    text = render(load(OUT / "main.json"), scale).rstrip("\n") + "\n"
+    # var/bench is not committed: without this checkout's own runs, the document keeps the
+    # sections it had rather than losing figures no run here can render again.
     previous = DOC.read_text() if DOC.exists() else ""
-    if scale is None and "\n## Scale" in previous:
-        text = text.rstrip("\n") + "\n\n## Scale" + previous.split("\n## Scale", 1)[1]
+    if scale is None and (kept := _section(previous, "## Scale")):
+        text += "\n" + kept
+    if compare is not None:
+        text += "\n" + "\n".join(render_side_by_side(compare))
+    elif kept := _section(previous, SIDE_BY_SIDE):
+        text += "\n" + kept
     DOC.write_text(text)
     print(f"wrote {DOC.relative_to(ROOT)}")
 

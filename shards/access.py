@@ -34,7 +34,14 @@ from functools import wraps
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from psycopg_pool import PoolTimeout
 
 from shards import slot_map
@@ -73,6 +80,20 @@ def _close(alias: str) -> None:
         connections[alias].close()
 
 
+def _run(alias: str, fn: Callable[[str], T], deadline: float) -> T:
+    """fn(alias) within the time left, on `alias`. An InternalError the server did not send
+    (no SQLSTATE: psycopg lost the thread of the protocol, as on a connection PgBouncer
+    answers for a server that was just killed) is a failure of the connection, not of the
+    statement: it is handled like one instead of ending in a 500."""
+    with time_limit(alias, remaining(deadline)), pinned(alias):
+        try:
+            return fn(alias)
+        except InternalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) is not None:
+                raise
+            raise OperationalError(str(exc)) from exc
+
+
 def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
     """fn(alias) before `deadline`; after a connection error, once more on a fresh pool if
     the database answers a direct probe (the pool held connections that died in a restart),
@@ -83,8 +104,7 @@ def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
     if not monitor.is_up(alias):
         raise KnownDown(f"{alias} is down")
     try:
-        with time_limit(alias, remaining(deadline)), pinned(alias):
-            result = fn(alias)
+        result = _run(alias, fn, deadline)
         monitor.answered(alias)
         return result
     except CONNECTION_ERRORS as exc:
@@ -95,8 +115,7 @@ def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
             monitor.report_down(alias, exc)
             raise
     try:
-        with time_limit(alias, remaining(deadline)), pinned(alias):
-            result = fn(alias)
+        result = _run(alias, fn, deadline)
         monitor.answered(alias)
         return result
     except CONNECTION_ERRORS as exc:
@@ -323,6 +342,11 @@ def run_write(
         except CONNECTION_ERRORS as exc:
             if _refused_before_running(exc):
                 raise
+            raise _unknown_outcome(shard) from exc
+        except InternalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) is not None:
+                raise
+            # A broken protocol (see _run): the statement may have run.
             raise _unknown_outcome(shard) from exc
 
     deadline = deadline_in(settings.DB_TIMEOUT)

@@ -161,3 +161,35 @@ def test_the_default_limits_answer_an_unreachable_shard_within_three_seconds():
     assert settings.DB_TIMEOUT + settings.DB_REPLICA_TIMEOUT <= 3.0
     # A partition is found by the probe after the one that last saw it answer.
     assert settings.REPLICA_CHECK_INTERVAL + settings.DB_PROBE_TIMEOUT <= 2.0
+
+
+def _lost_protocol():
+    """What psycopg raises when a dying connection answers one command with two results."""
+    from django.db import InternalError
+
+    try:
+        raise psycopg.InternalError("received 2 results from command 'BEGIN'")
+    except psycopg.InternalError as cause:
+        raise InternalError(str(cause)) from cause
+
+
+def _once_broken(answer: str):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) == 1:
+            _lost_protocol()
+        return answer
+
+    return fn
+
+
+def test_a_broken_protocol_is_a_connection_failure_not_a_500(shards_db):
+    # Handled like a dropped connection: a fresh pool, a probe, one more try; a write only
+    # when it never reached COMMIT.
+    shard = shard_by_id(0)
+    assert access.read_primary(shard, _once_broken("read")) == "read"
+    assert run_write(shard, _once_broken("written"), atomic=True)[0] == "written"
+    with pytest.raises(WriteOutcomeUnknown):  # the statement may have run
+        run_write(shard, _once_broken("twice?"), atomic=False)

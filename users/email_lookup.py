@@ -2,9 +2,10 @@
 
 Contract (a consistent lookup vindex, in Vitess's words): `email_lookup` maps an email,
 lower-cased, to the id of the user who holds it, and lives on the shard the email hashes to.
-A user is created only after its email is claimed there, so two creates with one email on
-two different shards cannot both win: the claim's primary key decides. The claim is moved
-when the email changes and removed when the user is deleted.
+A user is created only once its email is claimed there (in the same transaction when its id
+lives on that shard, as users.services arranges for new users), so two creates with one
+email cannot both win: the claim's primary key decides. The claim is moved when the email
+changes and removed when the user is deleted.
 
 A claim is live while its user row holds the email. A claim whose user row does not (a
 crash between the two writes, a failed create, a half-finished email change or delete) is

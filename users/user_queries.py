@@ -131,12 +131,18 @@ def insert_with_claim(user: User, email_key: str) -> tuple[bool, int]:
 
 def _end_failed_transaction(raw: psycopg.Connection | None) -> None:
     """A statement that failed after BEGIN (a resharding fence) leaves the transaction open
-    and aborted on a connection that goes back to the pool: end it here."""
+    and aborted on a connection that goes back to the pool: end it here. A connection in any
+    other state than a transaction is closed (the pool then drops it)."""
     if raw is None or raw.closed:
         return
-    if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+    status = raw.info.transaction_status
+    if status == psycopg.pq.TransactionStatus.IDLE:
+        return
+    if status in (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR):
         with suppress(psycopg.Error):
             raw.execute("ROLLBACK")
+            return
+    raw.close()
 
 
 def count(shard: Shard) -> int:
