@@ -1,5 +1,6 @@
 """Middleware of the messenger project."""
 
+import collections
 import threading
 from collections.abc import Callable
 
@@ -9,7 +10,6 @@ from django.utils.module_loading import import_string
 
 from messenger.errors import error_response
 from shards.consistency import TOKEN_HEADER, InvalidToken, decode_token, positions_of_request
-from shards.scatter import gevent_patched
 
 # Only the admin needs sessions, CSRF protection, authentication and messages (its views also
 # protect their forms with csrf_protect; the middleware covers every page under /admin/).
@@ -93,14 +93,40 @@ class ConsistencyTokenMiddleware:
             return self.get_response(request)
 
 
-def _semaphore(size: int):
-    """gevent's own semaphore under gunicorn (compiled: ~1 µs a turn where the patched
-    threading one, a Condition in Python, costs ~15 µs), threading's elsewhere."""
-    if gevent_patched():
-        from gevent.lock import BoundedSemaphore
+class Turns:
+    """At most `size` holders at once; the others wait in arrival order.
 
-        return BoundedSemaphore(size)
-    return threading.BoundedSemaphore(size)
+    Hand-written because gevent's and threading's semaphores let a newcomer take a freed
+    slot before the waiter it was meant for wakes up: under a steady stream of requests the
+    oldest waiters can starve until their clients give up (measured: p99 8 s and timeouts at
+    256 connections). Here a freed turn passes straight to the longest waiter."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: collections.deque = collections.deque()
+        self._lock = threading.Lock()  # gevent's (compiled) once gevent patched threading
+
+    def acquire(self, timeout: float) -> bool:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return True
+            turn = threading.Event()
+            self._waiting.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._lock:
+            if turn.is_set():  # handed a turn as the wait ended
+                return True
+            self._waiting.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().set()  # the turn passes on: still taken
+            else:
+                self._free += 1
 
 
 class ConcurrencyLimitMiddleware:
@@ -116,7 +142,8 @@ class ConcurrencyLimitMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.slots = _semaphore(settings.MAX_CONCURRENT_REQUESTS)
+        # Built in each worker, after gevent patched threading (no preload).
+        self.slots = Turns(settings.MAX_CONCURRENT_REQUESTS)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info.startswith("/health"):

@@ -10,9 +10,9 @@ back (messenger.wsgi puts this in place of Django's handlers).
 
 The greenlets a request fans out to (shards.scatter) run in a copy of its context: they see
 the request's list, and each gives back the connections it opened itself (a Django
-connection belongs to the greenlet that opened it). Where `start_tracking` was not called (tests,
-management commands) nothing is tracked, and `release_connections` falls back to Django's
-walk of every alias.
+connection belongs to the greenlet that opened it). Where `start_tracking` was not called
+(tests, management commands) nothing is tracked, and `release_connections` falls back to
+Django's walk of every alias.
 """
 
 from contextvars import ContextVar

@@ -7,7 +7,7 @@ import time
 from django.http import HttpResponse
 from django.test import RequestFactory
 
-from messenger.middleware import ConcurrencyLimitMiddleware
+from messenger.middleware import ConcurrencyLimitMiddleware, Turns
 
 
 def _limited(settings, release: threading.Event, entered: threading.Event):
@@ -59,3 +59,36 @@ def test_a_waiting_request_runs_as_soon_as_a_turn_frees(settings):
     threading.Timer(0.2, release.set).start()
     assert middleware(factory.get("/api/v1/users/")).status_code == 200
     holder.join(5)
+
+
+def test_a_freed_turn_goes_to_the_longest_waiter_never_to_a_newcomer():
+    turns = Turns(1)
+    assert turns.acquire(1)
+    order: list[str] = []
+
+    def wait(name: str) -> None:
+        assert turns.acquire(5)
+        order.append(name)
+        time.sleep(0.05)
+        turns.release()
+
+    first = threading.Thread(target=wait, args=["first"])
+    first.start()
+    time.sleep(0.1)
+    second = threading.Thread(target=wait, args=["second"])
+    second.start()
+    time.sleep(0.1)
+    turns.release()
+    assert turns.acquire(5)  # arrives as the turn is freed: queues behind both
+    order.append("newcomer")
+    first.join(5)
+    second.join(5)
+    assert order == ["first", "second", "newcomer"]
+
+
+def test_a_waiter_that_gave_up_is_not_handed_a_turn_later():
+    turns = Turns(1)
+    assert turns.acquire(1)
+    assert not turns.acquire(0.05)
+    turns.release()
+    assert turns.acquire(0.05)  # the freed turn was not passed to the waiter that left
