@@ -274,8 +274,9 @@ class HealthMonitor:
 
     def probe(self, alias: str) -> bool:
         """Whether the database answers a fresh connection right now (bounded in time). A
-        probe that failed only because this worker's loop was starved counts as an answer:
-        nothing says the database is down."""
+        probe that timed out while calls on the database got answers, or while this worker's
+        loop ran late, counts as an answer: nothing says the database is down
+        (`_no_verdict`)."""
         started = time.monotonic()
         try:
             limit = settings.DB_PROBE_TIMEOUT
