@@ -89,9 +89,19 @@ def _run(alias: str, fn: Callable[[str], T], deadline: float) -> T:
         try:
             return fn(alias)
         except InternalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) is not None:
+            if not _lost_protocol(exc):
                 raise
             raise OperationalError(str(exc)) from exc
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of the psycopg error behind a Django one: None when no server sent it."""
+    return getattr(exc.__cause__, "sqlstate", None)
+
+
+def _lost_protocol(exc: InternalError) -> bool:
+    """An InternalError psycopg raised itself (no SQLSTATE: the server did not send it)."""
+    return _sqlstate(exc) is None
 
 
 def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
@@ -257,8 +267,7 @@ def _refused_before_running(exc: BaseException) -> bool:
     that come from an error message carry a SQLSTATE; a broken socket has none."""
     if isinstance(exc, DatabaseTimeout):
         return not exc.connected  # interrupted while waiting for a connection: nothing sent
-    cause = exc.__cause__
-    return getattr(cause, "sqlstate", None) is not None or isinstance(exc, KnownDown)
+    return _sqlstate(exc) is not None or isinstance(exc, KnownDown)
 
 
 def _unknown_outcome(shard: Shard) -> WriteOutcomeUnknown:
@@ -276,7 +285,7 @@ _MAP_POLL = 0.05
 
 
 def _fenced(exc: BaseException) -> bool:
-    return getattr(exc.__cause__, "sqlstate", None) == FENCE_SQLSTATE
+    return _sqlstate(exc) == FENCE_SQLSTATE
 
 
 def _wait_for_new_map(shard: Shard) -> SlotMoving:
@@ -344,7 +353,7 @@ def run_write(
                 raise
             raise _unknown_outcome(shard) from exc
         except InternalError as exc:
-            if getattr(exc.__cause__, "sqlstate", None) is not None:
+            if not _lost_protocol(exc):
                 raise
             # A broken protocol (see _run): the statement may have run.
             raise _unknown_outcome(shard) from exc

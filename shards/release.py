@@ -18,7 +18,7 @@ Django's walk of every alias.
 from contextvars import ContextVar
 from threading import get_ident
 
-from django.db import connections
+from django.db import close_old_connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 
@@ -43,8 +43,7 @@ def release_connections(**kwargs) -> None:
     opened = _opened.get()
     if opened is None:
         if not _tracking:
-            for connection in connections.all(initialized_only=True):
-                connection.close_if_unusable_or_obsolete()
+            close_old_connections()  # Django's own walk of every alias
         return
     me = get_ident()
     mine = [connection for owner, connection in opened if owner == me]

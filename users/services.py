@@ -74,17 +74,17 @@ def email_change_lock(shard: Shard, user_id: uuid.UUID) -> Iterator[None]:
 _ID_TRIES = 256
 
 
-def _id_beside(shard: Shard) -> uuid.UUID:
+def _id_beside(shard: Shard) -> tuple[uuid.UUID, bool]:
     """A random id that hashes to `shard` (a few MD5s), so that a new user lives beside its
     email's claim and both are written in one transaction, as Instagram puts the shard in
-    the id for the same reason. Ids stay random UUIDs. Should the tries run out (a shard
-    that owns almost no slots), the last id is used and the create takes the two-shard
-    path."""
+    the id for the same reason; and whether it does. Ids stay random UUIDs. Should the tries
+    run out (a shard that owns almost no slots), the last id is used and the create takes
+    the two-shard path."""
     for _ in range(_ID_TRIES):
         candidate = uuid.uuid4()
         if shard_for_user_id(candidate) == shard:
-            break
-    return candidate
+            return candidate, True
+    return candidate, False
 
 
 @retried_while_moving
@@ -98,8 +98,9 @@ def create_user(*, name: str, email: str) -> tuple[User, Positions]:
     now = timezone.now()
     key = canonical_email(email)
     shard = shard_for_email(key)
-    user = User(id=_id_beside(shard), name=name, email=email, created_at=now, updated_at=now)
-    if shard_for_user_id(user.id) == shard:
+    user_id, beside = _id_beside(shard)
+    user = User(id=user_id, name=name, email=email, created_at=now, updated_at=now)
+    if beside:
         # One transaction: nothing to release when it fails, whatever its outcome.
         (created, lsn), _ = run_write(
             shard,
