@@ -57,6 +57,10 @@ def post_worker_init(worker) -> None:
     if psycopg.waiting.wait is getattr(psycopg.waiting, "wait_c", None):
         worker.log.critical("psycopg uses its blocking C wait function under gevent: abort")
         sys.exit(4)
+    if "PSYCOPG_WAIT_FUNC" not in os.environ:  # psycopg's own choice, for a trial
+        from shards import gevent_wait
+
+        gevent_wait.install()
     from django.core.exceptions import ImproperlyConfigured
 
     from shards import slot_map

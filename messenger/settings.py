@@ -47,7 +47,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so every answer and every log line of a request carries its X-Request-ID.
+    # Outermost: it measures the answer as it leaves, whichever layer made it.
+    "messenger.middleware.ContentLengthMiddleware",
+    # Before the rest, so every answer and every log line of a request carries its
+    # X-Request-ID.
     "messenger.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
