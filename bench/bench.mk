@@ -7,7 +7,7 @@ BENCH := $(PY) bench/run.py
 bench: venv ## Benchmark ours vs bare Django, stock DRF and FastAPI+asyncpg; writes docs/BENCHMARKS.md
 	$(BENCH) $(BENCH_ARGS)
 
-bench-scale: venv ## Seed the dev database up to 1M users once, measure GET/list/cursor/stats
+bench-scale: venv ## Seed the dev database up to 10M users once, measure GET/list/cursor/stats
 	$(BENCH) --scale $(BENCH_ARGS)
 
 seed: venv ## Bulk-load users with COPY: make seed COUNT=100000 [BATCH=50000]

@@ -58,12 +58,13 @@ def export(commit: str) -> Path:
     return target
 
 
-def targets(ids: dict[str, Path]) -> list[dict]:
-    return [
+def targets(ids: dict[str, Path], only: list[str] | None = None) -> list[dict]:
+    every = [
         {"key": "get", "script": "get_ids.lua", "env": {"BENCH_IDS": str(ids["all"])}},
         {"key": "post", "script": "post_users.lua", "env": {"BENCH_PATH": "/api/v1/users/"}},
         {"key": "list", "script": "fixed.lua", "path": f"/api/v1/users/?limit={PAGE}"},
     ]
+    return [target for target in every if not only or target["key"] in only]
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,6 +78,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--min-users", type=int, default=100_000)
     parser.add_argument("--ref-port", type=int, default=18095)
     parser.add_argument("--port", type=int, default=18096)
+    parser.add_argument(
+        "--only", nargs="+", choices=("get", "post", "list"),
+        help="Run these operations only (a trial: docs/BENCHMARKS.md is left as it is).",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -95,13 +100,13 @@ def main() -> None:
         ) as new,
     ):
         builds = {"ref": ref, "new": new}
-        for target in targets(ids):  # warm both up
+        for target in targets(ids, args.only):  # warm both up
             for server in builds.values():
                 wrk(server.port, target["script"], target.get("path", "/"), connections=8,
                     threads=1, seconds=2, env=target.get("env"))  # fmt: skip
         for round_no in range(args.rounds):
             order = list(builds.items()) if round_no % 2 == 0 else list(builds.items())[::-1]
-            for target in targets(ids):
+            for target in targets(ids, args.only):
                 for name, server in order:
                     figures = run_target(server, target, args)
                     runs.setdefault((target["key"], name), []).append(figures)
@@ -113,7 +118,7 @@ def main() -> None:
     delete_bench_users()
     wait_for_replicas()
     rows = {}
-    for key in ("get", "post", "list"):
+    for key in [target["key"] for target in targets(ids, args.only)]:
         ref_runs, new_runs = runs[(key, "ref")], runs[(key, "new")]
         rows[key] = {
             "ref_rps": statistics.median(r["rps"] for r in ref_runs),
@@ -149,6 +154,8 @@ def main() -> None:
         "connections": args.connections,
         "rows": rows,
     }
+    if args.only:
+        return
     (OUT / "compare.json").write_text(json.dumps(result, indent=2))
     write_side_by_side(result)
 
