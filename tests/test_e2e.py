@@ -35,6 +35,28 @@ def test_create_read_update_delete_with_the_token(api_server, shards_db):
     assert s.get(f"{api_server}/api/v1/users/{user['id']}", headers=headers).status_code == 404
 
 
+def test_answers_announce_their_length_instead_of_chunks(api_server, shards_db):
+    s = requests.Session()
+    created = s.post(
+        f"{api_server}/api/v1/users/", json={"name": "Len", "email": "len@example.com"}
+    )
+    answers = [
+        created,
+        s.get(f"{api_server}/api/v1/users/{created.json()['id']}"),
+        s.get(f"{api_server}/api/v1/users/?limit=5"),
+        s.get(f"{api_server}/api/v1/users/not-an-id"),
+        s.get(f"{api_server}/health"),
+    ]
+    for r in answers:
+        assert "Transfer-Encoding" not in r.headers, r.url
+        assert int(r.headers["Content-Length"]) == len(r.content), r.url
+    deleted = s.delete(f"{api_server}/api/v1/users/{created.json()['id']}")
+    assert deleted.status_code == 204
+    # No body, and none announced (RFC 9110: no Content-Length on a 204).
+    assert "Content-Length" not in deleted.headers
+    assert "Transfer-Encoding" not in deleted.headers
+
+
 def test_concurrent_creates_with_one_email_give_one_201_and_409s(api_server, shards_db):
     barrier = threading.Barrier(10)
 
