@@ -144,21 +144,28 @@ async def list_users(
 
 
 # --- the table, for bench/run.py ---------------------------------------------------------------
+_SEED_BATCH = 100_000
+
+
 async def _prepare(rows: int, sample: int) -> tuple[int, list[str]]:
     conn = await asyncpg.connect(DSN, statement_cache_size=0)
     try:
         await conn.execute(SCHEMA)
         have = await conn.fetchval(f"SELECT count(*) FROM {TABLE} WHERE email LIKE 'seed-%'")
         if have < rows:
-            # Spread over the last days like seed_users' users, one second apart.
-            await conn.execute(
-                f"INSERT INTO {TABLE} ({COLUMNS})"
-                " SELECT gen_random_uuid(), 'Seed User ' || n, 'seed-' || n || '-' || $2"
-                " || '@example.com', t, t FROM generate_series(1, $1) AS n,"
-                " LATERAL (SELECT now() - n * interval '1 second') AS c(t)",
-                rows - have,
-                uuid.uuid4().hex[:8],
-            )
+            while have < rows:
+                # Batches: each INSERT must end within the servers' statement_timeout.
+                batch = min(rows - have, _SEED_BATCH)
+                # Spread over the last days like seed_users' users, one second apart.
+                await conn.execute(
+                    f"INSERT INTO {TABLE} ({COLUMNS})"
+                    " SELECT gen_random_uuid(), 'Seed User ' || n, 'seed-' || n || '-' || $2"
+                    " || '@example.com', t, t FROM generate_series(1, $1) AS n,"
+                    " LATERAL (SELECT now() - n * interval '1 second') AS c(t)",
+                    batch,
+                    uuid.uuid4().hex[:8],
+                )
+                have += batch
             await conn.execute(f"VACUUM ANALYZE {TABLE}")
         count = await conn.fetchval(f"SELECT count(*) FROM {TABLE}")
         ids = await conn.fetch(

@@ -642,9 +642,10 @@ def run_main(args: argparse.Namespace) -> dict:
         seed(args.min_users - seeded)
     ids = sample_ids(args.sample)
     # The reference's own table holds as many seeded users as the shards together, up to
-    # REFERENCE_MAX_ROWS: after `make bench-scale` the shards hold 10M, and one INSERT of
-    # that many outlasts the servers' 30 s statement_timeout. Reads by key or by index range
-    # cost about the same at either size (the scale table shows it for ours).
+    # REFERENCE_MAX_ROWS: after `make bench-scale` the shards hold 10M, whose loading and
+    # VACUUM would lengthen every later run (a single INSERT of them also outlasted the
+    # servers' 30 s statement_timeout). Reads by key or by index range cost about the same
+    # at either size (the scale table shows it for ours).
     reference_rows, reference_ids = fastapi_ref.prepare(
         min(max(seeded, args.min_users), REFERENCE_MAX_ROWS), args.sample
     )
