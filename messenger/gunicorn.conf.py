@@ -22,7 +22,7 @@ from messenger.log_config import ACCESS_FORMAT, log_format, logging_config  # no
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8080')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_class = "gevent"
+worker_class = "messenger.gevent_worker.GeventWorker"  # gunicorn's, accepting in batches
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "10000"))
 backlog = int(os.environ.get("BACKLOG", "4096"))
 keepalive = int(os.environ.get("KEEPALIVE", "75"))
