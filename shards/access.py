@@ -84,14 +84,17 @@ def _run(alias: str, fn: Callable[[str], T], deadline: float) -> T:
     """fn(alias) within the time left, on `alias`. An InternalError the server did not send
     (no SQLSTATE: psycopg lost the thread of the protocol, as on a connection PgBouncer
     answers for a server that was just killed) is a failure of the connection, not of the
-    statement: it is handled like one instead of ending in a 500."""
+    statement: it is handled like one instead of ending in a 500. An answer is reported to
+    the health monitor (`monitor.answered`)."""
     with time_limit(alias, remaining(deadline)), pinned(alias):
         try:
-            return fn(alias)
+            result = fn(alias)
         except InternalError as exc:
             if not _lost_protocol(exc):
                 raise
             raise OperationalError(str(exc)) from exc
+    monitor.answered(alias)
+    return result
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -114,9 +117,7 @@ def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
     if not monitor.is_up(alias):
         raise KnownDown(f"{alias} is down")
     try:
-        result = _run(alias, fn, deadline)
-        monitor.answered(alias)
-        return result
+        return _run(alias, fn, deadline)
     except CONNECTION_ERRORS as exc:
         _after_failure(alias, exc)
         _close(alias)
@@ -125,9 +126,7 @@ def _attempt(alias: str, fn: Callable[[str], T], deadline: float) -> T:
             monitor.report_down(alias, exc)
             raise
     try:
-        result = _run(alias, fn, deadline)
-        monitor.answered(alias)
-        return result
+        return _run(alias, fn, deadline)
     except CONNECTION_ERRORS as exc:
         _after_failure(alias, exc)
         _close(alias)

@@ -6,7 +6,8 @@ read by the same loop. When thousands of connections keep the worker's CPU busy,
 answer can wait longer than the limit for its turn: the timer fires and a healthy database
 would be marked down, failing every request of the worker for a probe interval. A greenlet
 that asks to wake every TICK seconds measures how late it wakes; a timeout during which the
-loop ran late by more than half the limit is no evidence against the database.
+loop ran late by more than a threshold (shards.health: an eighth of the probe's limit) is no
+evidence against the database.
 """
 
 import collections
