@@ -1,4 +1,5 @@
-"""gunicorn's gevent worker, accepting new connections in batches.
+"""gunicorn's gevent worker, accepting new connections in batches and writing each answer
+in one piece (messenger.one_write_response).
 
 With more than one worker, gunicorn makes each accept one connection per turn of its event
 loop, so that one worker does not take every waiting connection. Under load a turn runs
@@ -12,6 +13,8 @@ bounds what an accepted connection can make a worker do at once."""
 
 from gevent.server import StreamServer
 from gunicorn.workers import ggevent
+
+from messenger import one_write_response
 
 
 class BatchAcceptServer(StreamServer):
@@ -31,4 +34,5 @@ class GeventWorker(ggevent.GeventWorker):
         # gunicorn builds its servers inside run() from this module-level name; swapping it
         # in the worker process alone avoids copying run().
         ggevent.StreamServer = BatchAcceptServer
+        one_write_response.install()
         super().run()

@@ -4,10 +4,13 @@ import runpy
 from pathlib import Path
 
 from gevent.server import StreamServer
+from gunicorn import util
+from gunicorn.http import wsgi
 from gunicorn.util import load_class
 from gunicorn.workers import ggevent
 
 from messenger.gevent_worker import BatchAcceptServer, GeventWorker
+from messenger.one_write_response import OneWriteResponse
 
 CONFIG = Path(__file__).resolve().parent.parent / "messenger" / "gunicorn.conf.py"
 
@@ -34,6 +37,9 @@ def test_the_worker_builds_its_servers_from_the_batching_class(monkeypatch):
         built.append(ggevent.StreamServer)
 
     monkeypatch.setattr(ggevent, "StreamServer", StreamServer)
+    monkeypatch.setattr(wsgi, "Response", wsgi.Response)  # run() installs the one-write writer
+    monkeypatch.setattr(util, "http_date", util.http_date)
     monkeypatch.setattr(ggevent.GeventWorker, "run", stop_after_servers)
     GeventWorker.run(object.__new__(GeventWorker))
     assert built == [BatchAcceptServer]
+    assert wsgi.Response is OneWriteResponse
