@@ -10,6 +10,7 @@ Shards are named by their id in the variable, so the order of hosts never matter
 from pathlib import Path
 
 import environ
+import orjson
 from django.core.exceptions import ImproperlyConfigured
 
 from messenger.log_config import logging_config
@@ -268,6 +269,8 @@ CACHES = {
 # --- HTTP / DRF --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["drf_orjson_renderer.renderers.ORJSONRenderer"],
+    # UTC times end in Z, the API's format (users.serializers.user_representation).
+    "ORJSON_RENDERER_OPTIONS": (orjson.OPT_UTC_Z,),
     "DEFAULT_PARSER_CLASSES": ["drf_orjson_renderer.parsers.ORJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": ["apikeys.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apikeys.authentication.HasApiKey"],

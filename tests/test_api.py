@@ -1,6 +1,8 @@
 """The users API over HTTP semantics (Django's test client), on the real shards."""
 
+import re
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -43,6 +45,22 @@ def test_create_answers_201_with_the_user_its_location_and_a_token(client, shard
     assert response["Location"] == f"/api/v1/users/{user['id']}"
     assert response[TOKEN_HEADER]
     assert user["created_at"].endswith("Z") and len(user["created_at"]) == 27
+
+
+def test_times_are_utc_with_six_digits_of_microseconds_even_when_they_are_zero(
+    client, shards_db
+):
+    from users.models import User
+
+    user_id = uuid.UUID(create(client).json()["id"])
+    whole_second = datetime(2100, 1, 2, 3, 4, 5, tzinfo=UTC)
+    User.objects.for_key(user_id).filter(id=user_id).update(created_at=whole_second)
+    wait_for_replicas()
+    shown = client.get(f"{USERS}{user_id}").json()
+    assert shown["created_at"] == "2100-01-02T03:04:05.000000Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", shown["updated_at"])
+    (listed,) = client.get(USERS, {"limit": 1}).json()["results"]
+    assert listed == shown
 
 
 @pytest.mark.parametrize(

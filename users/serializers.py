@@ -1,6 +1,5 @@
 """Input validation and output shape of users. No business rules here (see services)."""
 
-import copy
 import re
 from datetime import datetime
 
@@ -22,13 +21,21 @@ def iso_utc(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def _utc_time(moment: datetime) -> datetime | str:
+    # orjson leaves out a fraction of zero microseconds: the API always writes six digits.
+    return moment if moment.microsecond else iso_utc(moment)
+
+
 def user_representation(user) -> dict:
+    """A user as the API writes it, for orjson with OPT_UTC_Z (the renderer's option too):
+    the id and the times go as objects orjson formats itself, the same text at ~1.8 µs per
+    user against ~6 µs formatted here (~90 µs of a page of 20)."""
     return {
-        "id": str(user.id),
+        "id": user.id,
         "name": user.name,
         "email": user.email,
-        "created_at": iso_utc(user.created_at),
-        "updated_at": iso_utc(user.updated_at),
+        "created_at": _utc_time(user.created_at),
+        "updated_at": _utc_time(user.updated_at),
     }
 
 
@@ -99,13 +106,19 @@ class DecimalIntegerField(serializers.IntegerField):
 class CopiedFieldsMixin:
     """Each instance gets shallow copies of the declared fields instead of DRF's deep ones.
     DRF deep-copies every field for every serializer instance (rebuilding it from its
-    arguments) so that an instance may change its fields; these serializers never do, and
-    the deep copy was half their cost: validating a list's query parameters, on every page,
-    took 104 µs with it and 55 µs without (a create's body: 76 and 44 µs). A copy still
-    gets its own name, parent and label when bound."""
+    arguments) so that an instance may change its fields; these serializers never do. The
+    copy is made by hand, as `copy.copy` would make it without going through
+    `__reduce_ex__` and DRF's `Field.__new__`. A copy still gets its own name, parent and
+    label when bound. Validating a list's `?limit=20`, best of 7 interleaved runs: 240 µs
+    with deep copies, 125 µs with `copy.copy`, 100 µs with this; a create's body: 162, 97
+    and 82 µs."""
 
     def get_fields(self) -> dict:
-        return {name: copy.copy(field) for name, field in self._declared_fields.items()}
+        fields = {}
+        for name, field in self._declared_fields.items():
+            fields[name] = field_copy = object.__new__(type(field))
+            field_copy.__dict__.update(field.__dict__)
+        return fields
 
 
 class UserInputSerializer(CopiedFieldsMixin, serializers.Serializer):

@@ -95,7 +95,8 @@ def _retrieve_without_drf(request: HttpRequest, pk: str) -> HttpResponse:
         return shard_unavailable_response(exc)
     if user is None:
         return error_response(404, "user not found", "not_found")
-    return HttpResponse(orjson.dumps(user_representation(user)), content_type="application/json")
+    body = orjson.dumps(user_representation(user), option=orjson.OPT_UTC_Z)
+    return HttpResponse(body, content_type="application/json")
 
 
 class UserViewSet(viewsets.ViewSet):
