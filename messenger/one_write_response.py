@@ -4,9 +4,10 @@ gunicorn writes the status line and headers in one `sendall` and the body in ano
 Django answer is one piece of bytes with a `Content-Length` (ContentLengthMiddleware), so
 here both go out together: one system call and one TCP segment instead of two, and one pass
 through gevent's `sendall` (which asks the socket for its buffer size on every call). The
-`Date` header is formatted once a second instead of once per answer. Together about 2-3 % of
-a GET's CPU (docs/PERFORMANCE_TUNING.md, step 11). Streamed, chunked, file and bodiless
-answers are written exactly as gunicorn writes them.
+`Date` header is formatted once a second instead of once per answer. Writing a GET's answer
+to a socket pair under gevent took 28 µs with gunicorn's writer, 23 µs in one write and 17 µs
+with the date kept (docs/PERFORMANCE_TUNING.md, step 11). Streamed, chunked, file and
+bodiless answers are written exactly as gunicorn writes them.
 
 No option of gunicorn's does this: its writer has one hook for the body's framing
 (`_emit_body`), which is where the held headers join the body."""
