@@ -35,6 +35,7 @@ import platform
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -375,22 +376,23 @@ def wrk(
 
 
 def combine(runs: list[dict]) -> dict:
-    """Several rounds of one target as one result: total requests over total time; the
-    mean p50, the worst p99."""
+    """Several rounds of one target as one result: the median of the rounds' req/s and
+    CPU per request (a round disturbed by load from elsewhere moves a median less than a
+    total), the mean p50, the worst p99, the errors of all."""
     requests = sum(r["requests"] for r in runs)
     seconds = sum(r["duration_us"] for r in runs) / 1e6
     keys = ("connect", "read", "write", "status", "timeout", "errors")
     result = {
         "requests": requests,
         "seconds": round(seconds, 1),
-        "rps": requests / seconds,
+        "rps": statistics.median(r["requests"] / (r["duration_us"] / 1e6) for r in runs),
         "p50_ms": sum(r["p50_us"] for r in runs) / len(runs) / 1000,
         "p99_ms": max(r["p99_us"] for r in runs) / 1000,
         "max_ms": max(r["max_us"] for r in runs) / 1000,
         **{k: sum(r[k] for r in runs) for k in keys},
     }
     if all("cpu_ms" in r for r in runs):
-        result["cpu_ms"] = sum(r["cpu_ms"] * r["requests"] for r in runs) / max(requests, 1)
+        result["cpu_ms"] = statistics.median(r["cpu_ms"] for r in runs)
     return result
 
 
@@ -864,7 +866,8 @@ def render_main(main: dict) -> list[str]:
         f"## Main table ({main['started']}, {main['users']:,} users)",
         "",
         f"`make bench`: wrk, {p['connections']} connections, {p['threads']} threads,"
-        f" {p['rounds']} rounds of {p['seconds']} s per target in alternating order;"
+        f" {p['rounds']} rounds of {p['seconds']} s per target in alternating order, medians"
+        " of the rounds' req/s and CPU per request;"
         f" then {p['single_seconds']} s with one connection (the cost of one request, no"
         " queueing). Ids are real ids sampled from the shards, a random one per request.",
         "",
@@ -1124,7 +1127,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--duration", type=int, default=5, help="Seconds per round.")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--single-duration", type=int, default=3)
     parser.add_argument("--error-connections", type=int, nargs="*", default=[256, 2000])
     parser.add_argument("--error-duration", type=int, default=10)

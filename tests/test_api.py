@@ -47,9 +47,7 @@ def test_create_answers_201_with_the_user_its_location_and_a_token(client, shard
     assert user["created_at"].endswith("Z") and len(user["created_at"]) == 27
 
 
-def test_times_are_utc_with_six_digits_of_microseconds_even_when_they_are_zero(
-    client, shards_db
-):
+def test_times_are_utc_with_six_digits_of_microseconds_even_when_they_are_zero(client, shards_db):
     from users.models import User
 
     user_id = uuid.UUID(create(client).json()["id"])
