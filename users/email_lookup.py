@@ -54,12 +54,13 @@ def _user_holds_email(user_id: uuid.UUID, email: str) -> bool:
 def _insert_claim(key: str, user_id: uuid.UUID) -> bool:
     """Whether the claim was inserted (False: someone holds the email). SQL because the ORM
     cannot say INSERT ... ON CONFLICT DO NOTHING and learn whether the row went in
-    (bulk_create(ignore_conflicts=True) does not tell), and a read first would race."""
+    (bulk_create(ignore_conflicts=True) does not tell), and a read first would race. No
+    conflict target: every unique index of the table decides (see user_queries)."""
     alias = router.db_for_write(EmailLookup, shard_key=key)
     with connections[alias].cursor() as cursor:
         cursor.execute(
             "INSERT INTO email_lookup (email, user_id, claimed_at)"
-            " VALUES (%s, %s, now()) ON CONFLICT (email) DO NOTHING RETURNING user_id",
+            " VALUES (%s, %s, now()) ON CONFLICT DO NOTHING RETURNING user_id",
             [key, user_id],
         )
         return cursor.fetchone() is not None

@@ -98,10 +98,12 @@ def insert(user: User) -> None:
 # one message and one round trip. SQL because the ORM can say neither an INSERT fed by an
 # INSERT ... ON CONFLICT DO NOTHING nor a read after COMMIT in the same message (client-side
 # binding, Django's default with psycopg 3, sends the statements as one simple query).
+# No conflict target: ON CONFLICT handles only the unique indexes it names, and a racing
+# claim of the same email may meet (slot, email) before the primary key (a unique violation).
 _INSERT_WITH_CLAIM = """BEGIN;
 WITH claim AS (
     INSERT INTO email_lookup (email, user_id, claimed_at) VALUES (%s, %s, now())
-    ON CONFLICT (email) DO NOTHING RETURNING user_id
+    ON CONFLICT DO NOTHING RETURNING user_id
 )
 INSERT INTO users (id, name, email, created_at, updated_at)
 SELECT user_id, %s, %s, %s, %s FROM claim;
