@@ -16,6 +16,7 @@ configured. A process refuses to start on one (ImproperlyConfigured at its first
 API's workers read the map before they accept: messenger/gunicorn.conf.py).
 """
 
+import itertools
 import logging
 import threading
 import time
@@ -47,6 +48,13 @@ class Owners:
 _lock = threading.Lock()
 _cached: Owners | None = None
 _read_at = float("-inf")
+# Reads of the map are numbered as they start; the one in place is the latest started. Two
+# reads can overlap (a request's at_least() beside the periodic one): the slower one, begun
+# earlier, may hold an older version and must not replace what the newer read put in place,
+# or the worker routes a moved slot to its old shard again (seen as a 404 for a user just
+# created during a move).
+_reads = itertools.count(1)
+_read_in_place = 0
 
 
 def _configured() -> Owners:
@@ -76,10 +84,11 @@ def load() -> Owners:
 
 def refresh() -> Owners:
     """Reread the map; keep the cached one if the control database does not answer."""
-    global _cached, _read_at
+    global _cached, _read_at, _read_in_place
     if not settings.SHARDING_ENABLED:
         _cached, _read_at = _configured(), time.monotonic()
         return _cached
+    read = next(_reads)
     try:
         owners = load()
     except (DatabaseError, SynchronousOnlyOperation) as exc:
@@ -93,6 +102,8 @@ def refresh() -> Owners:
             logger.warning("slot map unreadable (%s): keeping v%d", exc, _cached.version)
             owners = _cached
     with _lock:
+        if _cached is not None and read < _read_in_place:
+            return _cached  # a read begun after this one is in place already
         if _cached is None and problems(owners):
             raise ImproperlyConfigured("; ".join(problems(owners)))
         if _cached is not None and owners.version != _cached.version:
@@ -102,7 +113,7 @@ def refresh() -> Owners:
                 owners = _cached
             else:
                 logger.warning("slot map v%d replaces v%d", owners.version, _cached.version)
-        _cached, _read_at = owners, time.monotonic()
+        _cached, _read_at, _read_in_place = owners, time.monotonic(), read
     return owners
 
 

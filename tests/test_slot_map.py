@@ -4,6 +4,7 @@ within SLOT_MAP_REFRESH."""
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -54,6 +55,32 @@ def test_a_version_that_names_an_unconfigured_shard_is_refused_and_the_old_one_k
     assert slot_map.refresh().version == 1
     assert shard_for_user_id(user_id).id == before
     assert "only 5 shards are configured" in caplog.text
+
+
+def test_a_slower_read_of_an_older_map_does_not_replace_a_newer_one(fresh_map, monkeypatch):
+    # Two reads overlap (a request's at_least() beside the periodic one): the one begun
+    # first read v1 before v2 was written, and finishes last.
+    v1 = slot_map.current()
+    v2 = slot_map.Owners(v1.version + 1, v1.owners)
+    first_started, second_done = threading.Event(), threading.Event()
+    calls = []
+
+    def load() -> slot_map.Owners:
+        calls.append(None)
+        if len(calls) == 1:
+            first_started.set()
+            second_done.wait(5)
+            return v1
+        return v2
+
+    monkeypatch.setattr(slot_map, "load", load)
+    slower = threading.Thread(target=slot_map.refresh)
+    slower.start()
+    assert first_started.wait(5)
+    assert slot_map.refresh() == v2
+    second_done.set()
+    slower.join(5)
+    assert slot_map._cached == v2
 
 
 def test_a_process_refuses_to_start_on_a_map_it_cannot_serve(fresh_map, settings):
